@@ -1,0 +1,12 @@
+"""mmbeit: BEiT for the OpenMMLab ecosystem.
+
+Importing the package applies the compatibility fixes for today's PyTorch
+(see :mod:`mmbeit.compat`); everything else is imported lazily, by the
+registries' ``locations`` or explicitly.
+"""
+from .version import __version__
+from .compat import apply_compat
+
+apply_compat()
+
+__all__ = ['__version__', 'apply_compat']

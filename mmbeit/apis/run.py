@@ -1,0 +1,85 @@
+"""What tools/train.py and tools/test.py do: command-line options -> config -> Runner."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction for the tools)
+from mmengine.runner import Runner
+
+import mmbeit  # noqa: F401  (compatibility fixes before any OpenMMLab import)
+
+
+def _scope(cfg: Config) -> str:
+    return cfg.get('default_scope') or 'mmpretrain'
+
+
+def build_runner_cfg(config: str, cfg_options: Optional[dict] = None,
+                     work_dir: Optional[str] = None, launcher: str = 'none',
+                     amp: bool = False, resume: Optional[str] = None,
+                     no_validate: bool = False, auto_scale_lr: bool = False,
+                     checkpoint: Optional[str] = None, out: Optional[str] = None,
+                     show_dir: Optional[str] = None, tta: bool = False) -> Config:
+    """Load ``config`` and apply the tools' command-line options to it."""
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+    if no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    if checkpoint is not None:
+        cfg.load_from = checkpoint
+    if tta:
+        _apply_tta(cfg)
+    if out is not None:
+        dump = dict(type='mmengine.DumpResults', out_file_path=out)
+        ev = cfg.test_evaluator
+        cfg.test_evaluator = (list(ev) if isinstance(ev, (list, tuple)) else [ev]) + [dump]
+    if show_dir is not None:
+        _apply_show_dir(cfg, show_dir)
+    return cfg
+
+
+def _apply_tta(cfg: Config) -> None:
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        if _scope(cfg) != 'mmpretrain':
+            raise ValueError('--tta needs tta_model and tta_pipeline in the config')
+        cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
+        if 'tta_pipeline' not in cfg:
+            test_pipeline = cfg.test_dataloader.dataset.pipeline
+            cfg.tta_pipeline = test_pipeline[:-1] + [dict(
+                type='TestTimeAug',
+                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                            [test_pipeline[-1]]])]
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def _apply_show_dir(cfg: Config, show_dir: str) -> None:
+    hooks = cfg.setdefault('default_hooks', {})
+    if _scope(cfg) == 'mmseg':
+        hooks['visualization'] = dict(type='SegVisualizationHook', draw=True, interval=1)
+        cfg.visualizer['save_dir'] = show_dir
+        cfg.visualizer['vis_backends'] = [dict(type='LocalVisBackend')]
+    else:
+        hooks['visualization'] = dict(type='VisualizationHook', enable=True, out_dir=show_dir)
+
+
+def make_runner(cfg: Config) -> Runner:
+    """Build mmbeit's Runner (loads any BEiT checkpoint format through ``load_from``)."""
+    from mmbeit.engine.runner import BEiTRunner
+    return BEiTRunner.from_cfg(cfg)

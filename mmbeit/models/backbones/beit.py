@@ -1,0 +1,285 @@
+"""BEiT: the one vision transformer behind pretraining, classification and segmentation.
+
+Reads top to bottom: the arch table, the model, its loading hooks, its
+helpers for layer-wise learning-rate decay.
+"""
+import math
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from torch.utils.checkpoint import checkpoint
+
+from mmbeit.registry import MODELS
+from ..layers.patch_embed import PatchEmbed
+from ..layers.relative_position_bias import RelativePositionBias
+from ..layers.transformer_layer import BEiTTransformerLayer
+from ..utils.pos_resize import infer_square_grid, resize_abs_pos_embed
+
+ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+
+ARCH_ZOO: Dict[str, dict] = {
+    'tiny': dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
+    'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """Arch name, alias or custom dict -> validated dict of :data:`ARCH_KEYS`."""
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in ARCH_ZOO:
+            allowed = sorted(ARCH_ZOO) + sorted(ARCH_ALIASES)
+            raise ValueError(f'unknown BEiT arch {arch!r}; choose one of {allowed} or pass a dict '
+                             f'with keys {ARCH_KEYS}')
+        return dict(ARCH_ZOO[name])
+    if isinstance(arch, dict):
+        missing = [k for k in ARCH_KEYS if k not in arch]
+        if missing:
+            raise ValueError(f'custom BEiT arch is missing keys {missing}; it needs {ARCH_KEYS}')
+        return {k: int(arch[k]) for k in ARCH_KEYS}
+    raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+
+
+def _to_2tuple(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
+@MODELS.register_module()
+class BEiT(BaseModule):
+    """BEiT vision transformer.
+
+    Args:
+        arch: 'tiny' | 'small' | 'base' | 'large' (or 't' | 's' | 'b' | 'l'), or a dict
+            with ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels``.
+        img_size: configured input size, int or (H, W). Other sizes work at run time.
+        patch_size: patch side p. Defaults to 16.
+        in_channels: image channels. Defaults to 3.
+        out_type: 'raw' [B, 1+N, C], 'cls_token' [B, C], 'featmap' [B, C, H/p, W/p] or
+            'avg_featmap' (mean of patch tokens through ``fc_norm``) [B, C].
+        out_indices: layers whose outputs are returned (negative counts from the end).
+        drop_rate: dropout after position embedding and projections.
+        attn_drop_rate: dropout on attention weights.
+        drop_path_rate: stochastic depth of the last layer; linear from 0.
+        qkv_bias: learn q and v biases (no k bias).
+        layer_scale_init_value: initial layer scale; 0 disables it.
+        use_abs_pos_emb: learn an absolute position embedding.
+        use_rel_pos_bias: a relative position bias per layer (fine-tuning).
+        use_shared_rel_pos_bias: one relative position bias for all layers (pretraining).
+        use_mask_token: learn a mask token for masked image modeling.
+        final_norm: LayerNorm on the last layer's output.
+        norm_eps: LayerNorm epsilon.
+        with_cp: gradient checkpointing of every layer in training.
+        frozen_stages: freeze the embeddings and this many first layers (-1: none).
+        init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=...)`` loads
+            any supported BEiT checkpoint format.
+    """
+
+    def __init__(self, arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16,
+                 in_channels: int = 3, out_type: str = 'avg_featmap',
+                 out_indices: Union[int, Sequence[int]] = -1, drop_rate: float = 0.,
+                 attn_drop_rate: float = 0., drop_path_rate: float = 0.,
+                 qkv_bias: bool = True, layer_scale_init_value: float = 0.1,
+                 use_abs_pos_emb: bool = False, use_rel_pos_bias: bool = True,
+                 use_shared_rel_pos_bias: bool = False, use_mask_token: bool = False,
+                 final_norm: bool = True, norm_eps: float = 1e-6, with_cp: bool = False,
+                 frozen_stages: int = -1, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = resolve_arch(arch)
+        self.embed_dims = C = self.arch['embed_dims']
+        self.num_layers = self.arch['num_layers']
+        self.num_heads = self.arch['num_heads']
+        if out_type not in OUT_TYPES:
+            raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
+        self.out_type = out_type
+        self.img_size = _to_2tuple(img_size)
+        self.patch_size = patch_size
+        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
+            raise ValueError(f'img_size {self.img_size} is not a multiple of patch_size {patch_size}')
+        self.patch_resolution = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        self.out_indices = []
+        for i in out_indices:
+            j = i + self.num_layers if i < 0 else i
+            if not 0 <= j < self.num_layers:
+                raise ValueError(f'out_indices entry {i} is out of range for {self.num_layers} layers')
+            self.out_indices.append(j)
+
+        self.patch_embed = PatchEmbed(in_channels, C, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, C)) if use_mask_token else None
+        num_patches = self.patch_resolution[0] * self.patch_resolution[1]
+        self.pos_embed = (nn.Parameter(torch.zeros(1, 1 + num_patches, C))
+                          if use_abs_pos_emb else None)
+        self.drop_after_pos = nn.Dropout(drop_rate)
+        self.rel_pos_bias = (RelativePositionBias(self.patch_resolution, self.num_heads)
+                             if use_shared_rel_pos_bias else None)
+        self.use_rel_pos_bias = use_rel_pos_bias
+
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.layers = nn.ModuleList([
+            BEiTTransformerLayer(
+                C, self.num_heads, self.arch['feedforward_channels'],
+                window_size=self.patch_resolution if use_rel_pos_bias else None,
+                qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                drop_path_rate=dpr[i], layer_scale_init_value=layer_scale_init_value,
+                norm_eps=norm_eps) for i in range(self.num_layers)])
+        self.norm = nn.LayerNorm(C, eps=norm_eps) if final_norm else None
+        self.fc_norm = nn.LayerNorm(C, eps=norm_eps) if out_type == 'avg_featmap' else None
+
+        self.frozen_stages = frozen_stages
+        self._register_load_state_dict_pre_hook(self._fit_state_dict)
+        self._init_parameters()
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ init
+    def _init_parameters(self) -> None:
+        """Truncated-normal init, then rescale residual projections by depth (as unilm)."""
+        for p in (self.cls_token, self.mask_token, self.pos_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers):
+                layer.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+                layer.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` in any known format."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from mmbeit.converters import load_pretrained
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    # --------------------------------------------------------------- loading
+    def _fit_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        """Fit a checkpoint to this model before loading (every loading path comes here).
+
+        A shared relative position table is copied into every layer when the model
+        has per-layer tables; an absolute position embedding is resized to the
+        model's grid. Per-layer tables are resized by their own hook.
+        """
+        shared_key = prefix + 'rel_pos_bias.table'
+        if (self.rel_pos_bias is None and self.use_rel_pos_bias and shared_key in state_dict
+                and prefix + 'layers.0.attn.rel_pos_bias.table' not in state_dict):
+            table = state_dict.pop(shared_key)
+            for i in range(self.num_layers):
+                state_dict[f'{prefix}layers.{i}.attn.rel_pos_bias.table'] = table.clone()
+        key = prefix + 'pos_embed'
+        if self.pos_embed is not None and key in state_dict:
+            pos = state_dict[key]
+            if pos.shape != self.pos_embed.shape:
+                state_dict[key] = resize_abs_pos_embed(
+                    pos, infer_square_grid(pos.shape[1] - 1), self.patch_resolution)
+
+    # --------------------------------------------------------------- forward
+    def _pos_embed_for(self, hw: Tuple[int, int]) -> torch.Tensor:
+        return resize_abs_pos_embed(self.pos_embed, self.patch_resolution, hw)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, ...]:
+        """x: [B, in, H, W]; mask: bool [B, H/p, W/p] or [B, N], True = masked patch.
+
+        Returns one output per ``out_indices`` entry, shaped by ``out_type``.
+        """
+        x, hw = self.patch_embed(x)  # [B, N, C]
+        B, N, _ = x.shape
+        if mask is not None:
+            if self.mask_token is None:
+                raise ValueError('a mask was given but the backbone has no mask token; '
+                                 'build it with use_mask_token=True')
+            if mask.numel() != B * N:
+                raise ValueError(f'mask of shape {tuple(mask.shape)} does not match '
+                                 f'{B} images of {hw[0]}x{hw[1]} patches')
+            w = mask.reshape(B, N, 1).to(x.dtype)
+            x = x * (1 - w) + self.mask_token.to(x.dtype) * w
+        x = torch.cat([self.cls_token.expand(B, -1, -1).to(x.dtype), x], dim=1)  # [B, 1+N, C]
+        if self.pos_embed is not None:
+            x = x + self._pos_embed_for(hw)
+        x = self.drop_after_pos(x)
+        shared_bias = self.rel_pos_bias(hw) if self.rel_pos_bias is not None else None
+
+        outs = []
+        last = self.num_layers - 1
+        for i, layer in enumerate(self.layers):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint(layer, x, hw, shared_bias, use_reentrant=False)
+            else:
+                x = layer(x, hw, shared_bias)
+            if i == last and self.norm is not None:
+                x = self.norm(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, hw))
+        return tuple(outs)
+
+    def _format_output(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        if self.out_type == 'raw':
+            return x  # [B, 1+N, C]
+        if self.out_type == 'cls_token':
+            return x[:, 0]  # [B, C]
+        patches = x[:, 1:]  # [B, N, C]
+        if self.out_type == 'featmap':
+            return patches.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2)
+        return self.fc_norm(patches.mean(dim=1))  # [B, C]
+
+    # -------------------------------------------------------------- training
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.patch_embed, self.drop_after_pos]
+        frozen += list(self.layers[:self.frozen_stages])
+        if self.rel_pos_bias is not None:
+            frozen.append(self.rel_pos_bias)
+        if self.frozen_stages >= self.num_layers and self.norm is not None:
+            frozen.append(self.norm)
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+        for p in (self.cls_token, self.mask_token, self.pos_embed):
+            if p is not None:
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'BEiT':
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Depth of a parameter for layer-wise lr decay (mmpretrain's protocol).
+
+        Embeddings are depth 0, layer i is depth i+1, everything else (norms, the
+        shared relative position bias, heads) the top depth.
+
+        Returns:
+            (layer_depth, num_depths) with num_depths = num_layers + 2.
+        """
+        num_depths = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        name = param_name[len(prefix):]
+        if name in ('cls_token', 'mask_token', 'pos_embed') or name.startswith('patch_embed'):
+            return 0, num_depths
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, num_depths
+        return num_depths - 1, num_depths

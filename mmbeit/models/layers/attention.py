@@ -1,0 +1,65 @@
+"""BEiT's multi-head self-attention: fused qkv, q/v biases, additive position bias."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .relative_position_bias import RelativePositionBias
+
+
+class BEiTAttention(nn.Module):
+    """Self-attention with q and v biases (no k bias) and a relative position bias.
+
+    Attention runs through ``F.scaled_dot_product_attention`` with the bias as
+    an additive mask cast to the query's dtype.
+
+    Args:
+        embed_dims: channels C.
+        num_heads: heads; C must divide by it.
+        window_size: (Wh, Ww) for a per-layer relative position bias, or None.
+        qkv_bias: learn q and v biases. Defaults to True.
+        attn_drop: dropout on attention weights.
+        proj_drop: dropout after the output projection.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int,
+                 window_size: Optional[Tuple[int, int]] = None,
+                 qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0.) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(embed_dims))
+            self.v_bias = nn.Parameter(torch.zeros(embed_dims))
+        else:
+            self.q_bias = self.v_bias = None
+        self.rel_pos_bias = (RelativePositionBias(window_size, num_heads)
+                             if window_size is not None else None)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
+                shared_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: [B, N, C] (N = 1 + Wh*Ww); shared_bias: [heads, N, N] or None."""
+        B, N, C = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
+        qkv = F.linear(x, self.qkv.weight, bias)  # [B, N, 3C]
+        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn_bias = self.rel_pos_bias(window_size) if self.rel_pos_bias is not None else None
+        if shared_bias is not None:
+            attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias
+        if attn_bias is not None:
+            attn_bias = attn_bias.unsqueeze(0).to(q.dtype)  # [1, heads, N, N]
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias,
+            dropout_p=self.attn_drop if self.training else 0.)  # [B, heads, N, C/heads]
+        x = x.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))

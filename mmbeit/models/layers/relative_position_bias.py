@@ -1,0 +1,98 @@
+"""BEiT's learned relative position bias (shared or per layer)."""
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..utils.pos_resize import (infer_square_window, rel_pos_table_size,
+                                resize_rel_pos_table)
+
+
+def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
+    """Index into the bias table for every (query, key) pair, cls token first.
+
+    Returns:
+        LongTensor [Wh*Ww+1, Wh*Ww+1]
+    """
+    wh, ww = window_size
+    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing='ij'))
+    coords = coords.flatten(1)  # [2, N]
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # [N, N, 2]
+    rel[:, :, 0] += wh - 1
+    rel[:, :, 1] += ww - 1
+    rel[:, :, 0] *= 2 * ww - 1
+    num_rows = rel_pos_table_size(window_size)
+    index = torch.zeros(wh * ww + 1, wh * ww + 1, dtype=torch.long)
+    index[1:, 1:] = rel.sum(-1)
+    index[0, 0:] = num_rows - 3  # cls -> token
+    index[0:, 0] = num_rows - 2  # token -> cls
+    index[0, 0] = num_rows - 1  # cls -> cls
+    return index
+
+
+class RelativePositionBias(nn.Module):
+    """A learned table of per-head biases indexed by relative patch offset.
+
+    The table is made for ``window_size``; any other window (an input of
+    another size) gets the table resized by
+    :func:`~mmbeit.models.utils.pos_resize.resize_rel_pos_table`, and a
+    checkpoint table of another size is resized on load by the same function.
+    At inference the bias is cached per window size.
+
+    Args:
+        window_size: (Wh, Ww) patch grid the table is made for.
+        num_heads: attention heads.
+    """
+
+    def __init__(self, window_size: Tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        self.window_size = tuple(window_size)
+        self.num_heads = num_heads
+        self.table = nn.Parameter(torch.zeros(rel_pos_table_size(self.window_size), num_heads))
+        self.register_buffer('index', relative_position_index(self.window_size), persistent=False)
+        self._index_cache: Dict[Tuple[int, int], torch.Tensor] = {}
+        self._bias_cache: Dict[tuple, torch.Tensor] = {}
+        self._register_load_state_dict_pre_hook(self._fit_table_on_load)
+
+    def _fit_table_on_load(self, state_dict: dict, prefix: str, *args) -> None:
+        key = prefix + 'table'
+        table = state_dict.get(key)
+        if table is None or table.shape == self.table.shape:
+            return
+        if table.shape[1] != self.num_heads:
+            raise ValueError(f'{key}: checkpoint table has {table.shape[1]} heads, '
+                             f'the model has {self.num_heads}')
+        state_dict[key] = resize_rel_pos_table(
+            table, infer_square_window(table.shape[0]), self.window_size)
+
+    def _index_for(self, window_size: Tuple[int, int]) -> torch.Tensor:
+        if window_size == self.window_size:
+            return self.index
+        index = self._index_cache.get(window_size)
+        if index is None or index.device != self.table.device:
+            index = relative_position_index(window_size).to(self.table.device)
+            self._index_cache[window_size] = index
+        return index
+
+    def forward(self, window_size: Tuple[int, int]) -> torch.Tensor:
+        """Bias for a (Wh, Ww) window: [num_heads, Wh*Ww+1, Wh*Ww+1]."""
+        window_size = tuple(window_size)
+        cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        if cacheable:
+            # _version changes on every in-place update (optimizer step, load).
+            key = (window_size, self.table.device, self.table.dtype, self.table._version)
+            bias = self._bias_cache.get(key)
+            if bias is not None:
+                return bias
+        table = resize_rel_pos_table(self.table, self.window_size, window_size)
+        index = self._index_for(window_size)
+        num_tokens = index.shape[0]
+        bias = table[index.view(-1)].view(num_tokens, num_tokens, -1)
+        bias = bias.permute(2, 0, 1).contiguous()  # [heads, N+1, N+1]
+        if cacheable:
+            self._bias_cache.clear()
+            self._bias_cache[key] = bias
+        return bias
+
+    def extra_repr(self) -> str:
+        return f'window_size={self.window_size}, num_heads={self.num_heads}'

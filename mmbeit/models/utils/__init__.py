@@ -1,0 +1,1 @@
+"""Pure helpers used by the models."""

@@ -1,0 +1,32 @@
+"""Test a model from a config and a checkpoint (path or URL, any BEiT format)."""
+import argparse
+
+from mmbeit.apis.run import DictAction, build_runner_cfg, make_runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a BEiT model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file path or URL')
+    parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument('--out', help='dump predictions / metrics to this pickle or json file')
+    parser.add_argument('--show-dir', help='write visualized predictions (overlays) to this folder')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (config tta_model/tta_pipeline)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = build_runner_cfg(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
+                           launcher=args.launcher, checkpoint=args.checkpoint, out=args.out,
+                           show_dir=args.show_dir, tta=args.tta)
+    metrics = make_runner(cfg).test()
+    print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,5 +1,8 @@
 """Test a model from a config and a checkpoint (path or URL, any BEiT format)."""
 import argparse
+import json
+import os
+import os.path as osp
 
 from mmbeit.apis.run import DictAction, build_runner_cfg, make_runner
 
@@ -25,6 +28,9 @@ def main() -> None:
                            launcher=args.launcher, checkpoint=args.checkpoint, out=args.out,
                            show_dir=args.show_dir, tta=args.tta)
     metrics = make_runner(cfg).test()
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
+        json.dump({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, f)
     print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
 
 

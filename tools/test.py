@@ -4,7 +4,7 @@ import json
 import os
 import os.path as osp
 
-from mmbeit.apis.run import DictAction, build_runner_cfg, make_runner
+from mmbeit.apis.run import DictAction, build_runner_cfg, test
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,7 +27,7 @@ def main() -> None:
     cfg = build_runner_cfg(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
                            launcher=args.launcher, checkpoint=args.checkpoint, out=args.out,
                            show_dir=args.show_dir, tta=args.tta)
-    metrics = make_runner(cfg).test()
+    metrics = test(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
         json.dump({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, f)

@@ -1,7 +1,7 @@
 """Train a model from a config: CLI -> config -> Runner."""
 import argparse
 
-from mmbeit.apis.run import DictAction, build_runner_cfg, make_runner
+from mmbeit.apis.run import DictAction, build_runner_cfg, train
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,7 +25,7 @@ def main() -> None:
     cfg = build_runner_cfg(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
                            launcher=args.launcher, amp=args.amp, resume=args.resume,
                            no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr)
-    make_runner(cfg).train()
+    train(cfg)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction for th
 from mmengine.runner import Runner
 
 import mmbeit  # noqa: F401  (compatibility fixes before any OpenMMLab import)
+from mmbeit.utils.config_check import check_data_roots, suggest_registered_names
 
 
 def _scope(cfg: Config) -> str:
@@ -79,7 +80,26 @@ def _apply_show_dir(cfg: Config, show_dir: str) -> None:
         hooks['visualization'] = dict(type='VisualizationHook', enable=True, out_dir=show_dir)
 
 
-def make_runner(cfg: Config) -> Runner:
-    """Build mmbeit's Runner (loads any BEiT checkpoint format through ``load_from``)."""
+def make_runner(cfg: Config,
+                loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> Runner:
+    """Build mmbeit's Runner (loads any BEiT checkpoint format through ``load_from``).
+
+    Missing data roots and unknown config types fail here with errors that name
+    the key, the path or the closest registered names.
+    """
     from mmbeit.engine.runner import BEiTRunner
-    return BEiTRunner.from_cfg(cfg)
+    check_data_roots(cfg, loaders)
+    with suggest_registered_names(_scope(cfg)):
+        return BEiTRunner.from_cfg(cfg)
+
+
+def train(cfg: Config) -> None:
+    """Build the Runner and train (lazily built parts also get close-name suggestions)."""
+    with suggest_registered_names(_scope(cfg)):
+        make_runner(cfg).train()
+
+
+def test(cfg: Config) -> dict:
+    """Build the Runner and test; returns the metrics."""
+    with suggest_registered_names(_scope(cfg)):
+        return make_runner(cfg, loaders=('test_dataloader',)).test()

@@ -72,10 +72,12 @@ class BEiT(BaseModule):
         use_rel_pos_bias: a relative position bias per layer (fine-tuning).
         use_shared_rel_pos_bias: one relative position bias for all layers (pretraining).
         use_mask_token: learn a mask token for masked image modeling.
-        final_norm: LayerNorm on the last layer's output.
+        final_norm: LayerNorm on the last layer's output. Defaults to None: True
+            unless ``out_type='avg_featmap'`` (which has its own ``fc_norm``).
         norm_eps: LayerNorm epsilon.
         with_cp: gradient checkpointing of every layer in training.
-        frozen_stages: freeze the embeddings and this many first layers (-1: none).
+        frozen_stages: freeze the embeddings and this many first layers; 0 or -1 freezes
+            nothing (as mmpretrain).
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=...)`` loads
             any supported BEiT checkpoint format.
     """
@@ -88,7 +90,7 @@ class BEiT(BaseModule):
                  qkv_bias: bool = True, layer_scale_init_value: float = 0.1,
                  use_abs_pos_emb: bool = False, use_rel_pos_bias: bool = True,
                  use_shared_rel_pos_bias: bool = False, use_mask_token: bool = False,
-                 final_norm: bool = True, norm_eps: float = 1e-6, with_cp: bool = False,
+                 final_norm: Optional[bool] = None, norm_eps: float = 1e-6, with_cp: bool = False,
                  frozen_stages: int = -1, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -104,6 +106,8 @@ class BEiT(BaseModule):
             raise ValueError(f'img_size {self.img_size} is not a multiple of patch_size {patch_size}')
         self.patch_resolution = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.with_cp = with_cp
+        if final_norm is None:
+            final_norm = out_type != 'avg_featmap'
         self.final_norm = final_norm
 
         if isinstance(out_indices, int):
@@ -221,7 +225,8 @@ class BEiT(BaseModule):
 
         outs = []
         last = self.num_layers - 1
-        for i, layer in enumerate(self.layers):
+        stop = max(self.out_indices)  # layers above the highest output are skipped
+        for i, layer in enumerate(self.layers[:stop + 1]):
             if self.with_cp and self.training and x.requires_grad:
                 x = checkpoint(layer, x, hw, shared_bias, use_reentrant=False)
             else:
@@ -244,7 +249,7 @@ class BEiT(BaseModule):
 
     # -------------------------------------------------------------- training
     def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
+        if self.frozen_stages <= 0:
             return
         frozen = [self.patch_embed, self.drop_after_pos]
         frozen += list(self.layers[:self.frozen_stages])

@@ -1,0 +1,208 @@
+"""Config mistakes caught early and explained: unknown ``type`` names and missing data roots.
+
+mmengine reports an unknown ``type`` as ``KeyError: 'Foo is not in the
+mmpretrain::model registry...'`` without saying what *is* there.
+:func:`suggest_registered_names` turns that error, wherever the Runner raises
+it (while it is built or while it builds dataloaders, hooks and optimizers
+lazily in ``train()``), into an :class:`UnknownTypeError` that lists the closest
+names registered in the default scope, ``mmbeit``, ``mmpretrain`` and ``mmseg``,
+spelled as the config must write them::
+
+    with suggest_registered_names():
+        runner = make_runner(cfg)
+        runner.train()
+
+:func:`check_data_roots` checks, before anything is built, that every
+dataloader's ``data_root`` exists and says how to make the sample data.
+"""
+import contextlib
+import difflib
+import importlib
+import os.path as osp
+import re
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+__all__ = ['UnknownTypeError', 'registered_names', 'suggest_types', 'explain_unknown_type',
+           'suggest_registered_names', 'check_data_roots']
+
+#: Scopes searched for close names (besides the config's default scope).
+SEARCH_SCOPES = ('mmbeit', 'mmpretrain', 'mmseg', 'mmengine')
+# mmengine.registry.build_functions: "{type} is not in the {scope}::{name} registry."
+_UNKNOWN_TYPE_RE = re.compile(
+    r'(?P<type>[^\s\'"`]+) is not in the (?:(?P<scope>[\w]+)::)?(?P<registry>[\w ]+?) registry')
+# the scopes whose registries mmbeit reaches, and the module that registers their content
+_SCOPE_IMPORTS = {'mmbeit': 'mmbeit.registry', 'mmpretrain': 'mmpretrain.registry',
+                  'mmseg': 'mmseg.registry'}
+
+
+class UnknownTypeError(KeyError):
+    """A config names a ``type`` that no registry holds; the message lists close names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ''
+
+
+def _root_registry(registry_name: str):
+    """mmengine's root registry called ``registry_name`` ('model', 'transform', ...)."""
+    import mmengine.registry as mmengine_registry
+    from mmengine.registry import Registry
+    for value in vars(mmengine_registry).values():
+        if isinstance(value, Registry) and value.parent is None and value.name == registry_name:
+            return value
+    return None
+
+
+def _walk(registry) -> Iterator[Any]:
+    yield registry
+    for child in registry.children.values():
+        yield from _walk(child)
+
+
+def registered_names(registry_name: str, scopes: Tuple[str, ...] = SEARCH_SCOPES
+                     ) -> Dict[str, List[str]]:
+    """Names registered in ``registry_name`` registries, by scope.
+
+    The lazy ``locations`` of each scope's registry are imported first, so the
+    names are complete (this imports mmpretrain's or mmseg's models; only call
+    it on the error path).
+
+    Args:
+        registry_name: mmengine's name of the registry: 'model', 'transform',
+            'hook', 'dataset', 'metric', 'optimizer wrapper constructor', ...
+        scopes: which scopes to list; mmengine's root is scope 'mmengine'.
+
+    Returns:
+        ``{scope: sorted names}``; empty when no root registry has that name.
+    """
+    root = _root_registry(registry_name)
+    if root is None:
+        return {}
+    for scope in scopes:  # make the scopes' children exist (importing mmseg needs mmbeit's compat)
+        if scope in _SCOPE_IMPORTS and scope not in root.children:
+            with contextlib.suppress(Exception):
+                importlib.import_module(_SCOPE_IMPORTS[scope])
+    names: Dict[str, List[str]] = {}
+    for registry in _walk(root):
+        if registry.scope not in scopes:
+            continue
+        with contextlib.suppress(Exception):  # an optional dependency of a location may be missing
+            registry.import_from_location()
+        names[registry.scope] = sorted(registry.module_dict)
+    return names
+
+
+def suggest_types(type_name: str, registry_name: str, default_scope: Optional[str] = None,
+                  n: int = 5) -> List[str]:
+    """The registered names closest to ``type_name``, as a config of ``default_scope`` writes them.
+
+    A name of the default scope is written bare (``'ImageClassifier'``), any other
+    with its scope (``'mmbeit.BEiT'``). Matching ignores case and a scope prefix
+    on ``type_name``.
+    """
+    prefix, _, bare = type_name.rpartition('.')
+    scopes = tuple(dict.fromkeys(s for s in (prefix, default_scope, *SEARCH_SCOPES) if s))
+    candidates: Dict[str, str] = {}  # lowercase bare name -> the name
+    spelled: Dict[str, List[str]] = {}
+    # a name of the default scope or of mmengine's root (the parent of every scope) is written
+    # bare; the scope the user wrote, then the default scope, come first
+    for scope, names in sorted(registered_names(registry_name, scopes).items(),
+                               key=lambda item: scopes.index(item[0])):
+        for name in names:
+            spelling = name if scope in (default_scope, 'mmengine') else f'{scope}.{name}'
+            if spelling not in spelled.setdefault(name.lower(), []):
+                spelled[name.lower()].append(spelling)
+            candidates.setdefault(name.lower(), name)
+    close = difflib.get_close_matches(bare.lower(), list(candidates), n=n, cutoff=0.6)
+    # also names that contain what was typed, or are contained in it ('BEiT' -> 'BEiTPretrain')
+    if len(bare) >= 3:
+        close += [k for k in candidates if (bare.lower() in k or k in bare.lower())
+                  and k not in close and len(k) >= 3][:max(0, n - len(close))]
+    out: List[str] = []
+    for key in close:
+        for spelling in spelled[key]:
+            if spelling not in out:
+                out.append(spelling)
+    return out[:n]
+
+
+def explain_unknown_type(error: BaseException, default_scope: Optional[str] = None
+                         ) -> Optional[UnknownTypeError]:
+    """An :class:`UnknownTypeError` with close names for mmengine's unknown-type
+    ``KeyError``, or None when ``error`` is not one."""
+    if isinstance(error, UnknownTypeError) or not isinstance(error, KeyError):
+        return None
+    text = str(error.args[0]) if error.args else ''
+    match = _UNKNOWN_TYPE_RE.search(text)
+    if match is None:
+        return None
+    type_name, registry_name = match.group('type'), match.group('registry')
+    scope = match.group('scope') or default_scope
+    close = suggest_types(type_name, registry_name, scope)
+    where = f'{scope}::{registry_name}' if scope else registry_name
+    msg = f'unknown type {type_name!r}: it is not in the {where} registry. '
+    if close:
+        msg += f'Closest registered names: {", ".join(repr(c) for c in close)}. '
+    else:
+        msg += 'No registered name is close to it. '
+    msg += ("Components of another scope need its prefix (type='mmbeit.BEiT'); "
+            "mmbeit's need custom_imports=dict(imports=['mmbeit']) in the config.")
+    return UnknownTypeError(msg)
+
+
+@contextlib.contextmanager
+def suggest_registered_names(default_scope: Optional[str] = None) -> Iterator[None]:
+    """Re-raise mmengine's unknown-type ``KeyError`` as :class:`UnknownTypeError` with close names."""
+    try:
+        yield
+    except KeyError as e:
+        if default_scope is None:
+            from mmengine.registry import DefaultScope
+            current = DefaultScope.get_current_instance()
+            default_scope = current.scope_name if current is not None else None
+        better = explain_unknown_type(e, default_scope)
+        if better is None:
+            raise
+        raise better from e
+
+
+def _datasets(dataset_cfg: Any, where: str) -> Iterator[Tuple[str, dict]]:
+    """Every dataset config under ``dataset_cfg`` (wrappers: dataset=, datasets=[...])."""
+    if not isinstance(dataset_cfg, dict):
+        return
+    yield where, dataset_cfg
+    if isinstance(dataset_cfg.get('dataset'), dict):
+        yield from _datasets(dataset_cfg['dataset'], where + '.dataset')
+    for i, sub in enumerate(dataset_cfg.get('datasets') or []):
+        yield from _datasets(sub, f'{where}.datasets.{i}')
+
+
+def check_data_roots(cfg: Any, loaders: Tuple[str, ...] = ('train_dataloader', 'val_dataloader',
+                                                             'test_dataloader')) -> None:
+    """Raise ``FileNotFoundError`` for a dataloader whose local ``data_root`` does not exist.
+
+    Checked: the ``loaders`` the config sets (``tools/test.py`` needs only
+    ``('test_dataloader',)``), with dataset wrappers looked through. Roots on a
+    remote backend (``s3://...``, or ``backend_args`` set) are not checked.
+
+    Raises:
+        FileNotFoundError: names the config key, the path, the working directory,
+            and how to make the sample data or point the key elsewhere.
+    """
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if not isinstance(loader_cfg, dict):
+            continue
+        for where, dataset in _datasets(loader_cfg.get('dataset'), f'{loader}.dataset'):
+            root = dataset.get('data_root')
+            if not isinstance(root, str) or not root or '://' in root:
+                continue
+            if dataset.get('backend_args') or osp.isdir(osp.expanduser(root)):
+                continue
+            hint = ''
+            if any(part.startswith('sample') for part in root.replace('\\', '/').split('/')):
+                hint = ('Make the bundled sample data with `python tools/make_sample_data.py` '
+                        '(from the repository root), or ')
+            raise FileNotFoundError(
+                f'{where}.data_root {root!r} does not exist (resolved to '
+                f'{osp.abspath(osp.expanduser(root))}, working directory {osp.abspath(".")}). '
+                f'{hint}point it at your data with --cfg-options {where}.data_root=PATH.')

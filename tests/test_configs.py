@@ -41,7 +41,7 @@ def _shrink(node, parent_key: str = ''):
         node.pop('init_cfg', None)
         node.pop('checkpoint', None)
     for key in ('in_channels', 'embed_dim', 'embed_dims', 'num_features', 'input_features'):
-        if key in node and 'BEiT' not in typ and 'DALLE' not in typ:
+        if key in node and not typ.endswith('BEiT') and 'DALLE' not in typ:
             v = node[key]
             node[key] = [TINY_DIMS] * len(v) if isinstance(v, (list, tuple)) else TINY_DIMS
     if 'channels' in node and typ.endswith(('Head', 'UPerHead')):

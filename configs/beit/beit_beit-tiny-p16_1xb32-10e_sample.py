@@ -1,0 +1,94 @@
+# Masked image modeling of a tiny BEiT (64 channels, 4 layers) on mmbeit's sample data
+# (tools/make_sample_data.py -> data/sample/imagenet: 500 drawn 64x64 images; labels unused),
+# the BEiT recipe scaled down: 64x64 images = 4x4 patches of 16, 6 of them masked in blocks of
+# >= 2; the tokenizer sees the same crop at 32x32 = 4x4 tokens. A couple of minutes on 2 CPU
+# cores; configs/beit/benchmarks/beit-tiny-p16_1xb32-20e_sample.py fine-tunes its checkpoint.
+#
+# The tokenizer is a small DALL-E encoder (64 hidden, 1 block per group, 512 tokens) with
+# random but fixed-seed weights (init_seed): no real tokenizer weights can be downloaded here.
+# Its tokens are a deterministic function of the pixels, so they are learnable targets, but
+# far less varied than real DALL-E tokens: on the sample images about 28 of the 512 tokens
+# occur, the most frequent on ~31% of the patches (token perplexity ~10). Judge the masked
+# accuracy against that majority share, not against 1/512.
+_base_ = './beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+
+# mmbeit.datasets.sample_data.SAMPLE_CLS_CLASSES, in label order
+classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
+data_root = 'data/sample/imagenet'
+
+# mean = std = 127.5, as the sample fine-tuning configs normalize
+data_preprocessor = dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5])
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='mmbeit.TwoViewRandomResizedCrop',
+        size=64,
+        second_size=32,
+        scale=(0.35, 1.0),
+        interpolation='bicubic',
+        second_interpolation='lanczos',
+        backend='pillow'),
+    dict(
+        type='mmbeit.BEiTMaskGenerator',
+        input_size=(4, 4),
+        num_masking_patches=6,
+        min_num_patches=2,
+        max_num_patches=None,
+        min_aspect=0.3),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    persistent_workers=True,
+    pin_memory=False,
+    dataset=dict(
+        _delete_=True,
+        type='ImageNet',
+        data_root=data_root,
+        split='train',
+        classes=classes,
+        pipeline=train_pipeline))
+
+model = dict(
+    backbone=dict(arch='tiny', img_size=64, drop_path_rate=0.0),
+    target_generator=dict(
+        _delete_=True,
+        type='mmbeit.DALLEEncoder',
+        n_hid=64,
+        n_blk_per_group=1,
+        vocab_size=512,
+        init_seed=0),
+)
+
+# float32 on the CPU: the recipe's optimizer without AmpOptimWrapper
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    paramwise_cfg=dict(
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        }),
+)
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1, end=10,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=10)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=5),
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0, diff_rank_seed=False)
+auto_scale_lr = dict(base_batch_size=32)

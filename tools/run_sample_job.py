@@ -20,7 +20,7 @@ from typing import List, Optional
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MIM_CFG = 'configs/beit/beit_beit-tiny-p16_1xb32-10e_sample.py'
 CLS_CFG = 'configs/beit/benchmarks/beit-tiny-p16_1xb32-20e_sample.py'
-SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-2k_sample-64x64.py'
+SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-1k_sample-64x64.py'
 
 
 def run_tool(args: List[str], log: str) -> float:
@@ -136,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     image = osp.join(args.data, 'demo', 'shapes.png')
     result = inference_segmentor(SEG_CFG, image, checkpoint=seg_ckpt)
     out_png = osp.join(wd, 'shapes_overlay.png')
-    save_overlay(image, result['pred_mask'], out_png)
+    save_overlay(image, result['pred_mask'], out_png=out_png)
     rows.append(('seg overlay', time.time() - start, out_png))
 
     width = max(len(r[0]) for r in rows)

@@ -12,7 +12,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file path or URL')
     parser.add_argument('--work-dir', help='where logs and results go')
-    parser.add_argument('--out', help='dump predictions / metrics to this pickle or json file')
+    parser.add_argument('--out', help='dump predictions to this .pkl file (metrics always go to WORK_DIR/test_metrics.json)')
     parser.add_argument('--show-dir', help='write visualized predictions (overlays) to this folder')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (config tta_model/tta_pipeline)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -110,9 +110,9 @@ test_evaluator = None
 
 default_hooks = dict(
     # only keeps the latest 3 checkpoints
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
-# stop at a non-finite loss; never save non-finite weights (the MIM head checks too)
-custom_hooks = [dict(type='mmbeit.NonFiniteCheckHook')]
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=3))
+# custom_hooks from default_runtime: stop at a non-finite loss and never save non-finite
+# weights (the MIM head checks too); resumable randomness
 
 randomness = dict(seed=0, diff_rank_seed=True)
 

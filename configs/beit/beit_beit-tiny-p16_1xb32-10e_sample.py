@@ -43,7 +43,7 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=2,
-    persistent_workers=True,
+    persistent_workers=False,  # exact resume in epoch-based loops
     pin_memory=False,
     dataset=dict(
         _delete_=True,
@@ -88,7 +88,7 @@ train_cfg = dict(max_epochs=10)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=5, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=False)
 auto_scale_lr = dict(base_batch_size=32)

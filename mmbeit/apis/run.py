@@ -18,7 +18,8 @@ def build_runner_cfg(config: str, cfg_options: Optional[dict] = None,
                      amp: bool = False, resume: Optional[str] = None,
                      no_validate: bool = False, auto_scale_lr: bool = False,
                      checkpoint: Optional[str] = None, out: Optional[str] = None,
-                     show_dir: Optional[str] = None, tta: bool = False) -> Config:
+                     show_dir: Optional[str] = None, tta: bool = False,
+                     tensorboard: bool = False) -> Config:
     """Load ``config`` and apply the tools' command-line options to it."""
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
@@ -41,8 +42,19 @@ def build_runner_cfg(config: str, cfg_options: Optional[dict] = None,
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    if tensorboard:  # next to the config's backends (scalars.json stays)
+        backends = list(cfg.visualizer.get('vis_backends') or [])
+        if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+            cfg.visualizer.vis_backends = backends + [dict(type='TensorboardVisBackend')]
     if checkpoint is not None:
         cfg.load_from = checkpoint
+    if tta and show_dir is not None and _scope(cfg) == 'mmpretrain':
+        raise ValueError('--show-dir and --tta cannot be combined for classification '
+                         "(mmpretrain's VisualizationHook draws single-view inputs); run them "
+                         'one at a time')
+    if out is not None and not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out {out}: predictions are dumped as a pickle (.pkl); the metrics '
+                         f'are written to <work_dir>/test_metrics.json')
     if tta:
         _apply_tta(cfg)
     if out is not None:
@@ -77,19 +89,30 @@ def _apply_show_dir(cfg: Config, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
         cfg.visualizer['vis_backends'] = [dict(type='LocalVisBackend')]
     else:
-        hooks['visualization'] = dict(type='VisualizationHook', enable=True, out_dir=show_dir)
+        # every test image, drawn with its predicted class and score
+        hooks['visualization'] = dict(type='VisualizationHook', enable=True, interval=1,
+                                      out_dir=show_dir)
 
 
 def make_runner(cfg: Config,
                 loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> Runner:
     """Build mmbeit's Runner (loads any BEiT checkpoint format through ``load_from``).
 
+    A config with ``runner_type='FlexibleRunner'`` (FSDP / DeepSpeed ``strategy``)
+    gets mmengine's FlexibleRunner, whose ``load_from`` takes mmbeit / mmengine
+    checkpoints only (convert others with tools/model_converters first).
     Missing data roots and unknown config types fail here with errors that name
     the key, the path or the closest registered names.
     """
     from mmbeit.engine.runner import BEiTRunner
+    from mmbeit.utils.distributed import prepare_cpu_distributed
     check_data_roots(cfg, loaders)
     with suggest_registered_names(_scope(cfg)):
+        if cfg.get('runner_type') == 'FlexibleRunner':
+            from mmengine.runner import FlexibleRunner
+            return FlexibleRunner.from_cfg(cfg)
+        # torchrun without GPUs: a gloo process group and DDP without device ids
+        prepare_cpu_distributed(cfg)
         return BEiTRunner.from_cfg(cfg)
 
 

@@ -29,7 +29,10 @@ class BEiTRunner(Runner):
 
         checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
+        from mmengine.model import BaseTTAModel
+        model = self.model
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):  # DDP, TTA: the inner model
+            model = model.module
 
         state_dict, _ = unwrap_checkpoint(checkpoint)
         if _is_native(state_dict, model.state_dict().keys()):

@@ -20,7 +20,7 @@ from typing import List, Optional
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MIM_CFG = 'configs/beit/beit_beit-tiny-p16_1xb32-10e_sample.py'
 CLS_CFG = 'configs/beit/benchmarks/beit-tiny-p16_1xb32-20e_sample.py'
-SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-1k_sample-64x64.py'
+SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py'
 
 
 def run_tool(args: List[str], log: str) -> float:

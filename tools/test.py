@@ -30,8 +30,16 @@ def main() -> None:
     metrics = test(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
-        json.dump({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, f)
-    print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
+        json.dump({k: _plain(v) for k, v in metrics.items()}, f)
+    print({k: _plain(v) for k, v in metrics.items()})
+
+
+def _plain(value):
+    """A metric as a JSON-friendly number (numpy scalars included) or a string."""
+    try:
+        return round(float(value), 4)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,39 @@
+# UperNet BEiT-large/16 on ADE20K at 640x640 (unilm's recipe; mmseg reports 56.33 mIoU,
+# 56.84 with multi-scale + flip): from BEiT-large pretrained on ImageNet-22k and fine-tuned
+# on it, 8 GPUs x 1 image with gradients accumulated over 2 iterations (16 images per
+# update), mixed precision, AdamW 2e-5, layer decay 0.95, drop path 0.2.
+#
+# "160k" counts optimizer updates, as unilm does ("the total update step keep 160k"): with
+# accumulation 2 that is 320k iterations. The schedulers count iterations, so the warmup
+# is 3000 iterations (1500 updates, as unilm) and poly reaches 0 at iteration 320k, the
+# last one. (mmseg's port trains 320k iterations but ends its PolyLR at 160k, so its second
+# half runs at lr 0.)
+_base_ = './upernet_beit-base_8xb2-160k_ade20k-640x640.py'
+
+model = dict(
+    backbone=dict(
+        arch='large',
+        out_indices=(7, 11, 15, 23),
+        drop_path_rate=0.2,
+        layer_scale_init_value=1e-6,
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/microsoft/beit-large-patch16-224-pt22k-ft22k/'
+            'resolve/main/pytorch_model.bin')),
+    neck=dict(embed_dim=1024),
+    decode_head=dict(in_channels=[1024, 1024, 1024, 1024], channels=1024),
+    auxiliary_head=dict(in_channels=1024))
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    accumulative_counts=2,
+    optimizer=dict(lr=2e-5),
+    paramwise_cfg=dict(layer_decay_rate=0.95))
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=3000),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=3000, end=320000),
+]
+train_cfg = dict(max_iters=320000, val_interval=32000)
+default_hooks = dict(checkpoint=dict(interval=32000))
+
+train_dataloader = dict(batch_size=1)

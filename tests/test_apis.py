@@ -23,7 +23,7 @@ from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'configs', 'beit', 'benchmarks')
-TINY_CFG = osp.join(BENCH, 'beit-tiny-p16_1xb32-20e_sample.py')
+TINY_CFG = osp.join(BENCH, 'beit-tiny-p8_1xb32-20e_sample.py')
 TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256)
 
 
@@ -279,7 +279,7 @@ def test_segmentation_configs_are_dispatched(tmp_path):
 
 def test_mim_models_have_no_inference():
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'beit',
-                                   'beit_beit-tiny-p16_1xb32-10e_sample.py'))
+                                   'beit_beit-tiny-p8_1xb32-10e_sample.py'))
     model = get_model(cfg)
     with pytest.raises(ValueError, match='no inference for .*BEiTPretrain'):
         inference_model(model, np.zeros((64, 64, 3), np.uint8))
@@ -289,7 +289,7 @@ def test_mim_models_have_no_inference():
 def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tmp_path):
     """Without options the backbone keeps its own init (the init_cfg placeholder is a no-op);
     the cfg-options of the README / tools/run_sample_job.py load a MIM checkpoint into it."""
-    mim = get_model(osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p16_1xb32-10e_sample.py'))
+    mim = get_model(osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py'))
     with torch.no_grad():
         for p in mim.backbone.parameters():
             p.add_(torch.randn_like(p))

@@ -78,11 +78,12 @@ def _fake_batch(model_type: str, cfg: Config, batch: int = 2):
         return dict(inputs=list(inputs), data_samples=samples)
     if model_type.endswith('BEiTPretrain'):
         from mmpretrain.structures import DataSample
-        second = torch.rand(batch, 3, IMG // 2, IMG // 2, generator=g) * 255
+        grid = IMG // cfg.model.backbone.get('patch_size', 16)
+        second = torch.rand(batch, 3, grid * 8, grid * 8, generator=g) * 255  # DALL-E: 8 px a token
         samples = []
         for _ in range(batch):
-            mask = torch.zeros(IMG // 16, IMG // 16, dtype=torch.bool)
-            mask.view(-1)[torch.randperm(mask.numel(), generator=g)[:6]] = True
+            mask = torch.zeros(grid, grid, dtype=torch.bool)
+            mask.view(-1)[torch.randperm(mask.numel(), generator=g)[:grid * grid // 3]] = True
             samples.append(DataSample().set_mask(mask))
         return dict(inputs=[list(inputs), list(second)], data_samples=samples)
     raise NotImplementedError(f'test_configs has no fake batch for model type {model_type!r}')

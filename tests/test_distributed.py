@@ -114,7 +114,7 @@ print(json.dumps(dict(units=units, loss=float(losses['loss']), no_grad=no_grad,
 
 def test_fsdp_config_wraps_layers_and_tokenizer_and_trains_a_step(tmp_path):
     import json
-    small = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p16_1xb32-10e_sample.py')
+    small = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
     env = dict(os.environ, OMP_NUM_THREADS='1', RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
                MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()), CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run([sys.executable, '-c', FSDP_STEP, osp.join(ROOT, FSDP_CONFIG), small,

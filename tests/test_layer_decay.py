@@ -57,7 +57,7 @@ def expected_scale(name: str, decay: float, num_layers: int) -> float:
     ('beit-base-p16_8xb128-coslr-100e_in1k.py', 4e-3, 0.65),
     ('beit-large-p16_in21k-pre_8xb64-accu2-amp-coslr-50e_in1k.py', 1e-3, 0.75),
     ('beit-base-p16_in21k-ft-pre_8xb64-amp-coslr-30e_in1k.py', 2e-5, 0.85),
-    ('beit-tiny-p16_1xb32-20e_sample.py', 2e-3, 0.75),
+    ('beit-tiny-p8_1xb32-20e_sample.py', 2e-3, 0.75),
 ])
 def test_lr_per_layer(config, lr, decay):
     cfg = _tiny(config)

@@ -21,7 +21,7 @@ from mmengine.model import BaseModel
 from PIL import Image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p16_1xb32-20e_sample.py')
+CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-1k_sample-64x64.py')
 
 

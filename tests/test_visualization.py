@@ -11,8 +11,8 @@ from mmbeit.visualization.mim_visualizer import (colorize_tokens, draw_mim_grid,
                                                  token_palette, visualize_mim)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MIM_CFG = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p16_1xb32-10e_sample.py')
-CLS_CFG = osp.join(ROOT, 'configs', 'beit', 'benchmarks', 'beit-tiny-p16_1xb32-20e_sample.py')
+MIM_CFG = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
+CLS_CFG = osp.join(ROOT, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb32-20e_sample.py')
 
 
 def test_palette_is_fixed_and_distinguishes_ids():

@@ -2,7 +2,7 @@
 # shapes and textures at 64x64, made by tools/make_sample_data.py under data/sample): the
 # ImageNet recipe scaled down (AdamW, layer-wise lr decay, warmup + cosine, label smoothing),
 # about a minute on 2 CPU cores. Start from a MIM pretrain of the same arch, e.g. of
-# configs/beit/beit_beit-tiny-p16_1xb32-10e_sample.py, with
+# configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py, with
 #   --cfg-options model.backbone.init_cfg.type=Pretrained \
 #       model.backbone.init_cfg.checkpoint=work_dirs/.../epoch_10.pth \
 #       model.backbone.init_cfg.prefix=backbone.
@@ -28,6 +28,7 @@ model = dict(
     backbone=dict(
         arch='tiny',
         img_size=64,
+        patch_size=8,
         drop_path_rate=0.0,
         # No-op placeholder (initializes no layer): the backbone keeps its own init until
         # the cfg-options above turn it into dict(type='Pretrained', ...).

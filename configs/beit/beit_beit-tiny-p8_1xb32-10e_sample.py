@@ -2,7 +2,7 @@
 # (tools/make_sample_data.py -> data/sample/imagenet: 500 drawn 64x64 images; labels unused),
 # the BEiT recipe scaled down: 64x64 images = 4x4 patches of 16, 6 of them masked in blocks of
 # >= 2; the tokenizer sees the same crop at 32x32 = 4x4 tokens. A couple of minutes on 2 CPU
-# cores; configs/beit/benchmarks/beit-tiny-p16_1xb32-20e_sample.py fine-tunes its checkpoint.
+# cores; configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py fine-tunes its checkpoint.
 #
 # The tokenizer is a small DALL-E encoder (64 hidden, 1 block per group, 512 tokens) with
 # random but fixed-seed weights (init_seed): no real tokenizer weights can be downloaded here.
@@ -26,16 +26,16 @@ train_pipeline = [
     dict(
         type='mmbeit.TwoViewRandomResizedCrop',
         size=64,
-        second_size=32,
+        second_size=64,
         scale=(0.35, 1.0),
         interpolation='bicubic',
         second_interpolation='lanczos',
         backend='pillow'),
     dict(
         type='mmbeit.BEiTMaskGenerator',
-        input_size=(4, 4),
-        num_masking_patches=6,
-        min_num_patches=2,
+        input_size=(8, 8),
+        num_masking_patches=24,
+        min_num_patches=4,
         max_num_patches=None,
         min_aspect=0.3),
     dict(type='PackInputs'),
@@ -54,7 +54,7 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 
 model = dict(
-    backbone=dict(arch='tiny', img_size=64, drop_path_rate=0.0),
+    backbone=dict(arch='tiny', img_size=64, patch_size=8, drop_path_rate=0.0),
     target_generator=dict(
         _delete_=True,
         type='mmbeit.DALLEEncoder',

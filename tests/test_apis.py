@@ -66,7 +66,7 @@ def _mmpretrain_classifier(num_classes: int) -> torch.nn.Module:
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(dict(
             type='ImageClassifier',
-            backbone=dict(type='BEiTViT', arch=dict(TINY_ARCH), img_size=64, patch_size=16,
+            backbone=dict(type='BEiTViT', arch=dict(TINY_ARCH), img_size=64, patch_size=8,
                           out_type='avg_featmap', use_rel_pos_bias=True),
             head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=64)))
     with torch.no_grad():  # non-trivial values everywhere, so that a wrong mapping shows

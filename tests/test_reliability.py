@@ -22,7 +22,7 @@ from PIL import Image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
-SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-1k_sample-64x64.py')
+SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py')
 
 
 # --------------------------------------------------------------------------- model input

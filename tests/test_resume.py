@@ -27,7 +27,7 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 MIM_CFG = osp.join(ROOT, 'configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py')
-SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-1k_sample-64x64.py')
+SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py')
 
 # registered in mmengine's root HOOKS, so any default scope finds it
 KILL_HOOKS = textwrap.dedent('''

@@ -62,8 +62,8 @@ def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path):
     out = str(tmp_path / 'mim.png')
     result = visualize_mim(model, osp.join(root, 'demo', 'circle.png'), out, seed=1)
     assert model.training  # mode restored
-    assert result['mask'].shape == (4, 4) and result['mask'].sum() == 6
-    assert result['target'].shape == result['pred'].shape == (4, 4)
+    assert result['mask'].shape == (8, 8) and result['mask'].sum() == round(0.4 * 64)  # the default 40%
+    assert result['target'].shape == result['pred'].shape == (8, 8)
     assert 0 <= result['target'].min() and result['target'].max() < result['num_tokens'] == 512
     manual = (result['pred'] == result['target'])[result['mask']].mean() * 100
     assert result['accuracy'] == pytest.approx(manual)

@@ -71,7 +71,7 @@ def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path):
     img.verify()
     assert img.format == 'PNG' and img.size[0] > 5 * 192
     # a given mask is used as is
-    mask = np.zeros(16, bool)
+    mask = np.zeros(64, bool)
     mask[:3] = True
     again = predict_mim_tokens(model, result['image'], mask=mask)
     assert again['mask'].ravel().tolist() == mask.tolist()

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -314,3 +315,35 @@ def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tm
         assert torch.equal(got[f'layers.{i}.attn.rel_pos_bias.table'], shared)
     assert torch.equal(got['layers.2.mlp.fc1.weight'], mim.backbone.layers[2].mlp.fc1.weight)
     assert torch.equal(got['patch_embed.proj.weight'], mim.backbone.patch_embed.proj.weight)
+
+
+# ------------------------------------------------------------------------- tools/test.py URL
+def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
+    """`tools/test.py CONFIG URL` (the command of mmpretrain's BEiT page) with weights that mmpretrain
+    itself made, served over http://127.0.0.1: downloaded to the cache, detected, converted, tested."""
+    import json
+    import subprocess
+    import sys
+
+    from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
+    data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=4,
+                                seg_train=1, seg_val=1)
+    folder = tmp_path / 'served'
+    folder.mkdir()
+    ref = _mmpretrain_classifier(len(SAMPLE_CLS_CLASSES))
+    name = _save_hashed({'state_dict': ref.state_dict(), 'meta': {}}, str(folder), 'beit-tiny_test')
+    work_dir = tmp_path / 'work'
+    cache = tmp_path / 'cache'
+    with serve(folder) as url:
+        proc = subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, f'{url}/{name}',
+             '--work-dir', str(work_dir), '--cfg-options',
+             f'test_dataloader.dataset.data_root={data}/imagenet', 'test_dataloader.num_workers=0',
+             'test_dataloader.persistent_workers=False'],
+            cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, MMBEIT_CACHE_DIR=str(cache), OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '(mmpretrain format' in proc.stdout + proc.stderr
+    assert any(f.endswith(name) for _, _, files in os.walk(cache) for f in files)
+    metrics = json.load(open(work_dir / 'test_metrics.json'))
+    assert 0 <= metrics['accuracy/top1'] <= 100

@@ -171,3 +171,22 @@ def test_compiles_without_graph_breaks():
     x = torch.randn(1, 3, 64, 64)
     explanation = torch._dynamo.explain(model)(x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+@pytest.mark.parametrize('size', [(384, 384), (512, 512), (640, 640), (384, 512)])
+def test_224_checkpoint_runs_at_larger_and_non_square_sizes(size):
+    """A 224 checkpoint (tiny arch, per-layer tables) run at 384, 512, 640 and 384x512."""
+    torch.manual_seed(0)
+    src = BEiT(arch='tiny', img_size=224, out_type='featmap').eval()
+    with torch.no_grad():
+        for layer in src.layers:
+            layer.attn.rel_pos_bias.table.normal_(0, 0.5)
+    with torch.no_grad():
+        out = src(torch.randn(1, 3, *size))[0]
+    assert out.shape == (1, 64, size[0] // 16, size[1] // 16) and torch.isfinite(out).all()
+    if size[0] == size[1]:  # equal to a model built for that size from the 224 checkpoint
+        dst = BEiT(arch='tiny', img_size=size, out_type='featmap').eval()
+        dst.load_state_dict(src.state_dict())
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            assert torch.allclose(src(x)[0], dst(x)[0], atol=1e-5)

@@ -14,7 +14,7 @@ _base_ = './beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
 
 # mmbeit.datasets.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
-data_root = 'data/sample/imagenet'
+data_root = '{{fileDirname}}/../../data/sample/imagenet'  # the repository's data/, from any working directory
 
 # mean = std = 127.5, as the sample fine-tuning configs normalize
 data_preprocessor = dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5])

@@ -15,7 +15,7 @@ _base_ = [
 
 # mmbeit.datasets.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
-data_root = 'data/sample/imagenet'
+data_root = '{{fileDirname}}/../../../data/sample/imagenet'  # the repository's data/, from any working directory
 
 data_preprocessor = dict(
     num_classes=len(classes),

@@ -200,6 +200,13 @@ class BEiTMaskGenerator(BaseTransform):
     ``seed`` it is seeded from the global NumPy RNG, which mmengine seeds
     (``randomness.seed``) in the main process and in every worker.
 
+    :meth:`set_epoch` (``mmbeit.ResumableRandomnessHook`` calls it before
+    every epoch) makes the generators of all instances start anew at their
+    next use, the epoch added to a ``seed``: the masks then follow the
+    training position in the main process too (``num_workers=0``, where the
+    generator would otherwise run on across epochs), so a resumed run draws
+    the masks of the run that went straight through.
+
     Args:
         input_size: the patch grid, an int or (height, width). Defaults to 14.
         num_masking_patches: patches to mask, exactly. Defaults to 75.
@@ -259,7 +266,18 @@ class BEiTMaskGenerator(BaseTransform):
         self.max_attempts = max_attempts
         self.seed = seed
         self._rng: Optional[np.random.Generator] = None
-        self._rng_owner: Optional[Tuple[int, int]] = None
+        self._rng_owner: Optional[Tuple[int, int, Optional[int]]] = None
+
+    # The epoch given to set_epoch(), shared by every instance; None: never.
+    _epoch: Optional[int] = None
+
+    @classmethod
+    def set_epoch(cls, epoch: int) -> None:
+        """Restart every instance's generator at its next use in ``epoch``.
+
+        Forked dataloader workers made afterwards inherit the epoch.
+        """
+        cls._epoch = int(epoch)
 
     def generate(self, rng: np.random.Generator) -> np.ndarray:
         """One mask [H, W] (bool) drawn from ``rng``."""
@@ -275,15 +293,18 @@ class BEiTMaskGenerator(BaseTransform):
         return results
 
     def _process_rng(self) -> np.random.Generator:
-        # A generator per (process, worker): copies forked into dataloader
-        # workers must not replay the same masks.
-        owner = (os.getpid(), _worker_id())
+        # A generator per (process, worker, epoch): copies forked into
+        # dataloader workers must not replay the same masks, and a new epoch
+        # (set_epoch) starts from its own position, not where the last ended.
+        owner = (os.getpid(), _worker_id(), self._epoch)
         if self._rng is None or self._rng_owner != owner:
             if self.seed is None:
                 entropy = [int(v) for v in np.random.randint(
                     0, 2**32, size=4, dtype=np.uint64)]
             else:
                 entropy = [self.seed, _rank(), owner[1] + 1]
+                if self._epoch is not None:
+                    entropy.append(self._epoch)
             self._rng = np.random.default_rng(np.random.SeedSequence(entropy))
             self._rng_owner = owner
         return self._rng

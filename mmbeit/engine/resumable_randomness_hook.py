@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
+from mmbeit.datasets.beit_mask_generator import BEiTMaskGenerator
 from mmbeit.registry import HOOKS
 
 _EPOCH, _ITER = 0, 1
@@ -23,6 +24,8 @@ class ResumableRandomnessHook(Hook):
     straight through. With this hook they draw the numbers of their position:
     the generators are reseeded before every epoch and every iteration from the
     Runner's seed (``randomness=dict(seed=...)``) and the epoch or iteration.
+    Transforms with generators of their own restart them before every epoch
+    too (:meth:`BEiTMaskGenerator.set_epoch`).
 
     Exact resume then holds for epoch-based loops (any ``num_workers``, without
     ``persistent_workers``, whose worker streams run on across epochs) and for
@@ -54,6 +57,8 @@ class ResumableRandomnessHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         _reseed(runner.seed, _EPOCH, runner.epoch)
+        # its own generator would run on across epochs in the main process
+        BEiTMaskGenerator.set_epoch(runner.epoch)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         _reseed(runner.seed, _ITER, runner.iter)

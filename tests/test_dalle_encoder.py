@@ -199,7 +199,7 @@ def test_fast_path_agrees_with_fp32():
     enc = DALLEEncoder(**SMALL, init_seed=0)
     x = images(8, 64, seed=1)  # 512 tokens
     ref = enc(x)
-    enc.fast = True
+    enc.fast, enc.fast_dtype = True, 'float16'
     out = enc(x)
     assert out.dtype == torch.float32
     err_fp16 = max_diff(out, ref)
@@ -213,8 +213,16 @@ def test_fast_path_agrees_with_fp32():
     assert err_bf16 > 4 * err_fp16
 
 
-def test_fast_cache_follows_weights():
+def test_fast_default_dtype_is_bfloat16_on_the_cpu():
+    """float16 convolutions are slow on CPUs: the default fast path picks bfloat16 there."""
     enc = DALLEEncoder(**SMALL, init_seed=0, fast=True)
+    enc(images(1, 32))
+    assert enc._fast_cache[0][0] == 'bfloat16'
+    assert next(enc._fast_cache[1].parameters()).dtype == torch.bfloat16
+
+
+def test_fast_cache_follows_weights():
+    enc = DALLEEncoder(**SMALL, init_seed=0, fast=True, fast_dtype='float16')
     x = images(1, 32)
     first = enc(x)
     other = DALLEEncoder(**SMALL, init_seed=1)

@@ -87,7 +87,7 @@ class DALLEEncoder(BaseModule):
         fast: run the body in ``fast_dtype`` / channels_last (the last 1x1
             convolution stays float32, TF32 allowed). Meant for CUDA; on CPUs
             it is slower than float32. Defaults to False.
-        fast_dtype: ``'float16'`` (default: OpenAI's own CUDA precision,
+        fast_dtype: None (default: float16 on CUDA, bfloat16 on the CPU), ``'float16'`` (OpenAI's own CUDA precision,
             whose logit error is ~8x smaller) or ``'bfloat16'`` (on random
             weights it flips ~1.5% of the tokens, float16 ~0.4%). A batch
             whose float16 logits overflow is redone in float32.
@@ -110,7 +110,7 @@ class DALLEEncoder(BaseModule):
                  input_channels: int = 3,
                  vocab_size: int = 8192,
                  fast: bool = False,
-                 fast_dtype: str = 'float16',
+                 fast_dtype: Optional[str] = None,
                  checkpoint: Optional[str] = None,
                  init_seed: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -132,7 +132,7 @@ class DALLEEncoder(BaseModule):
         self.n_blk_per_group = n_blk_per_group
         self.input_channels = input_channels
         self.vocab_size = vocab_size
-        if fast_dtype not in _FAST_DTYPES:
+        if fast_dtype is not None and fast_dtype not in _FAST_DTYPES:
             raise ValueError(f'DALLEEncoder: fast_dtype must be one of '
                              f'{sorted(_FAST_DTYPES)}, got {fast_dtype!r}')
         self.fast = fast
@@ -233,10 +233,10 @@ class DALLEEncoder(BaseModule):
         self._check_input(x)
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             if self.fast:
-                logits = self._logits(self._fast_body(), x.to(
-                    _FAST_DTYPES[self.fast_dtype],
-                    memory_format=torch.channels_last))
-                if self.fast_dtype == 'bfloat16' or bool(
+                dtype = self._fast_dtype_on(x.device)
+                logits = self._logits(self._fast_body(dtype), x.to(
+                    _FAST_DTYPES[dtype], memory_format=torch.channels_last))
+                if dtype == 'bfloat16' or bool(
                         torch.isfinite(logits).all()):
                     return logits
                 warnings.warn('DALLEEncoder: float16 overflowed; this batch '
@@ -277,22 +277,30 @@ class DALLEEncoder(BaseModule):
                 f'DALLEEncoder: input size {tuple(x.shape[2:])} is not '
                 f'divisible by the output stride {self.downsample}')
 
-    def _fast_body(self) -> nn.Module:
-        """``fast_dtype`` / channels_last copies of ``stem`` and ``stages``.
+    def _fast_dtype_on(self, device: torch.device) -> str:
+        """``fast_dtype``; by default (None) float16 on CUDA and bfloat16 on the
+        CPU, whose float16 convolutions fall back to a slow reference kernel
+        (4x slower than float32 there)."""
+        if self.fast_dtype is None:
+            return 'bfloat16' if device.type == 'cpu' else 'float16'
+        return self.fast_dtype
+
+    def _fast_body(self, dtype: str) -> nn.Module:
+        """``dtype`` / channels_last copies of ``stem`` and ``stages``.
 
         Cast once and kept until the float32 weights change (a load, a move
         to another device), which the key of versions and pointers detects.
         """
         params = [p for n, p in self.named_parameters()
                   if not n.startswith('head.')]
-        key = (self.fast_dtype, ) + tuple(
+        key = (dtype, ) + tuple(
             (p.device, p.data_ptr(), p._version) for p in params)
         if self._fast_cache is None or self._fast_cache[0] != key:
             self._fast_cache = None  # free the old copy first
             body = nn.Module()
             body.stem = copy.deepcopy(self.stem)
             body.stages = copy.deepcopy(self.stages)
-            body.to(dtype=_FAST_DTYPES[self.fast_dtype],
+            body.to(dtype=_FAST_DTYPES[dtype],
                     memory_format=torch.channels_last)
             self._fast_cache = (key, body)
         return self._fast_cache[1]

@@ -1,0 +1,110 @@
+"""The benchmark tool on tiny models: every entry reported, failures kept, memory measured."""
+import json
+
+import pytest
+import torch
+
+from mmbeit.utils import benchmark as bm
+
+
+def _tiny(jobs, **kwargs):
+    args = dict(batch_sizes={j: 2 for j in jobs}, iters=1, warmup=1, rounds=2, sizes=bm.TINY,
+                exclude=['+compile'])
+    args.update(kwargs)
+    return bm.run_benchmark(jobs, **args)
+
+
+def test_every_entry_is_reported_and_mmbeit_runs():
+    jobs = ['cls-infer', 'seg-train', 'tokenizer']  # one inference and one training job at least
+    report = _tiny(jobs)
+    json.dumps(report)  # the --out file
+    table = bm.markdown_table(report)
+    assert report['meta']['dtype'] == 'fp32' and report['meta']['torch'] == torch.__version__
+    for job in jobs:
+        res = report['jobs'][job]['results']
+        expected = [k for k in bm.JOBS[job].entries if '+compile' not in k]
+        assert list(res) == expected
+        for label, r in res.items():
+            assert r['status'] == 'ok' or r['status'].startswith(('missing: ', 'error: '))
+            assert f'| {job} | 2 | {label} |' in table
+        mm = res['mmbeit']
+        assert mm['status'] == 'ok', mm['status']
+        assert mm['img_per_s'] > 0 and len(mm['img_per_s_rounds']) == 2
+        assert mm['params_m'] > 0 and mm['static_mib'] > 0
+    # the peers this environment installs run too (a failure here is a benchmark bug)
+    assert report['jobs']['cls-infer']['results']['timm']['status'] == 'ok'
+    assert report['jobs']['cls-infer']['results']['mmpretrain']['status'] == 'ok'
+    assert report['jobs']['seg-train']['results']['mmseg']['status'] == 'ok'
+    assert report['jobs']['tokenizer']['results']['dall_e']['status'] == 'ok'
+
+
+def test_mim_step_runs_for_every_implementation():
+    res = _tiny(['mim-train'], rounds=1)['jobs']['mim-train']['results']
+    assert list(res) == ['mmbeit', 'mmpretrain', 'hf-sdpa+dall_e']
+    assert all(r['status'] == 'ok' for r in res.values()), res
+    assert 'tokenizer fast=False' in res['mmbeit']['note']  # an fp32 run keeps the tokenizer fp32
+
+
+def test_missing_and_broken_peers_are_reported(monkeypatch):
+    def ghost(ctx):
+        raise bm.Missing('ghostlib not importable; install with `pip install ghostlib`')
+
+    def broken(ctx):
+        raise RuntimeError('boom')
+
+    job = bm.JOBS['cls-infer']
+    monkeypatch.setitem(bm.JOBS, 'cls-infer', bm.Job(
+        job.title, False, 8, 8, {'mmbeit': bm.build_cls_mmbeit, 'ghost': ghost, 'broken': broken}))
+    report = _tiny(['cls-infer'])
+    res = report['jobs']['cls-infer']['results']
+    assert res['ghost']['status'].startswith('missing: ghostlib')
+    assert res['broken']['status'] == 'error: RuntimeError: boom'
+    assert res['broken']['img_per_s'] is None
+    assert res['mmbeit']['status'] == 'ok'
+    table = bm.markdown_table(report)
+    assert 'missing: ghostlib' in table and 'error: RuntimeError: boom' in table
+
+
+def test_compile_entry_compiles_only_mmbeit(monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, **kwargs):
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, 'compile', fake_compile)
+    res = bm.run_job('cls-infer', 2, torch.device('cpu'), iters=1, warmup=1, rounds=1,
+                     sizes=bm.TINY, compile_mmbeit=True, only=['mmbeit', 'mmbeit+compile', 'timm'])
+    assert [e.label for e in res] == ['mmbeit', 'mmbeit+compile', 'timm']
+    assert all(e.status == 'ok' for e in res)
+    assert len(compiled) == 1
+
+
+def test_peak_memory_sees_an_allocation():
+    device = torch.device('cpu')
+    if bm.memory_method(device) == 'unavailable':
+        pytest.skip('no /proc peak-RSS reset on this system')
+    with bm.PeakMemory(device) as mem:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, pages touched
+        del x
+    assert mem.transient >= 48 * 2**20
+
+
+def test_inputs_are_shared_and_masks_exact():
+    a = bm.make_inputs('mim-train', 3, bm.TINY, torch.device('cpu'))
+    b = bm.make_inputs('mim-train', 3, bm.TINY, torch.device('cpu'))
+    assert torch.equal(a['img'], b['img']) and torch.equal(a['mask'], b['mask'])
+    assert a['mask'].flatten(1).sum(1).tolist() == [bm.TINY.num_masked] * 3
+    assert a['tok_img'].shape[-1] * 2 == bm.TINY.mim_img  # tokenizer grid == patch grid
+    assert 0.1 <= a['tok_img'].min() and a['tok_img'].max() <= 0.9
+
+
+def test_parse_batch_sizes_and_bad_options():
+    assert bm.parse_batch_sizes(['cls-infer=8', 'seg-train=1']) == {'cls-infer': 8, 'seg-train': 1}
+    assert set(bm.parse_batch_sizes(['4']).values()) == {4}
+    with pytest.raises(ValueError, match='unknown job'):
+        bm.parse_batch_sizes(['cls=8'])
+    with pytest.raises(ValueError, match='unknown jobs'):
+        bm.run_benchmark(['nope'])
+    with pytest.raises(ValueError, match='dtype'):
+        bm.run_benchmark(['cls-infer'], dtype='int8')

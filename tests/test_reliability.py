@@ -125,8 +125,13 @@ def test_corrupt_or_missing_image_names_the_file(tmp_path):
 def test_missing_data_root(tmp_path):
     from mmengine.config import Config
     from mmbeit.utils.config_check import check_data_roots
+    from mmbeit.datasets.sample_data import generate_sample_data
+    data = generate_sample_data(str(tmp_path / 'sample'), cls_train_per_class=1, cls_val_per_class=1,
+                                seg_train=1, seg_val=1)
     cfg = Config.fromfile(CLS_CFG)
-    check_data_roots(cfg)  # the sample data exists (tests/test_sample_data.py makes it)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = f'{data}/imagenet'
+    check_data_roots(cfg)  # every root exists
     cfg.train_dataloader.dataset.data_root = 'data/sample_missing/imagenet'
     with pytest.raises(FileNotFoundError) as info:
         check_data_roots(cfg)

@@ -119,7 +119,7 @@ def make_runner(cfg: Config,
 def train(cfg: Config) -> None:
     """Build the Runner and train (lazily built parts also get close-name suggestions)."""
     with suggest_registered_names(_scope(cfg)):
-        make_runner(cfg).train()
+        make_runner(cfg, loaders=('train_dataloader', 'val_dataloader')).train()
 
 
 def test(cfg: Config) -> dict:

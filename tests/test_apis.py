@@ -347,3 +347,36 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
     assert any(f.endswith(name) for _, _, files in os.walk(cache) for f in files)
     metrics = json.load(open(work_dir / 'test_metrics.json'))
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
+    """tools/test.py --out (predictions pickle), --show-dir (drawn predictions) and --tta (flip TTA)."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    from mmbeit.apis import get_model
+    from mmbeit.datasets.sample_data import generate_sample_data
+    data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2,
+                                seg_train=1, seg_val=1)
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': get_model(TINY_CFG).state_dict(), 'meta': {}}, ckpt)
+    common = ['--cfg-options', f'test_dataloader.dataset.data_root={data}/imagenet',
+              'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+
+    def run(work, *extra):
+        proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, ckpt,
+                               '--work-dir', str(tmp_path / work), *extra, *common],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return json.load(open(tmp_path / work / 'test_metrics.json'))
+
+    out, show = tmp_path / 'preds.pkl', tmp_path / 'shown'
+    plain = run('plain', '--out', str(out), '--show-dir', str(show))
+    preds = pickle.load(open(out, 'rb'))
+    assert len(preds) == 10 and 'pred_score' in preds[0]
+    assert len([f for _, _, fs in os.walk(show) for f in fs if f.endswith('.png')]) == 10
+    tta = run('tta', '--tta')
+    assert 0 <= tta['accuracy/top1'] <= 100 and 0 <= plain['accuracy/top1'] <= 100

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cpu_linear import linear
 from .relative_position_bias import RelativePositionBias
 
 
@@ -51,7 +52,7 @@ class BEiTAttention(nn.Module):
         bias = None
         if self.q_bias is not None:
             bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        qkv = F.linear(x, self.qkv.weight, bias)  # [B, N, 3C]
+        qkv = linear(x, self.qkv.weight, bias)  # [B, N, 3C]
         q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn_bias = self.rel_pos_bias(window_size) if self.rel_pos_bias is not None else None
         if shared_bias is not None:
@@ -62,4 +63,4 @@ class BEiTAttention(nn.Module):
             q, k, v, attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.)  # [B, heads, N, C/heads]
         x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))

@@ -230,9 +230,15 @@ def test_fsdp_clips_by_the_global_norm_as_ddp(tmp_path):
              osp.join(ROOT, 'tests'), str(tmp_path), str(max_norm)],
             cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
-    for proc in procs:
-        _, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err[-5000:]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-5000:]
+    finally:  # a failed rank leaves the other waiting in a collective
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     ranks = [torch.load(str(tmp_path / f'rank{r}.pth'), weights_only=False) for r in (0, 1)]
 
     def max_diff(a, b):
@@ -261,3 +267,25 @@ def test_fsdp_clips_by_the_global_norm_as_ddp(tmp_path):
         assert max_diff(runs['fsdp_per_shard']['params'], ddp['params']) > 1e-4
     # both ranks hold the same full weights after the step
     assert max_diff(ranks[0]['fsdp_global']['params'], ranks[1]['fsdp_global']['params']) == 0
+
+
+def test_fsdp_optim_wrapper_outside_fsdp_clips_as_mmengine_and_checks_its_arguments():
+    from mmengine.optim import OptimWrapper
+    from torch import nn
+
+    from mmbeit.engine import FSDPOptimWrapper
+    grads = {}
+    for cls in (OptimWrapper, FSDPOptimWrapper):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 3)
+        wrapper = cls(optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+                      clip_grad=dict(max_norm=0.1))
+        with wrapper.optim_context(model):  # a plain module: no FSDP root
+            loss = model(torch.randn(5, 4)).square().sum()
+        wrapper.update_params(loss)
+        grads[cls.__name__] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(grads['OptimWrapper'], grads['FSDPOptimWrapper']):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match='error_if_nonfinite'):
+        FSDPOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0),
+                         clip_grad=dict(max_norm=1.0, error_if_nonfinite=True))

@@ -106,8 +106,10 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         _MIM_22K, source='unilm README (base command; "1e-5 for large")', arch='large',
         layer_scale=1e-5),
     'beit/beit_beit-large-p16_16xb128-amp-fsdp-coslr-150e_in21k.py': dict(
-        _MIM_22K, source='as the large 22k pretrain, sharded', arch='large', layer_scale=1e-5,
-        clip_type='mmbeit.FSDPAmpOptimWrapper'),
+        _MIM_22K, source='as the large 22k pretrain, sharded; FSDP: global-norm clip and '
+        'weight decay as under DDP (mmbeit/engine/fsdp_optim_wrapper*.py)', arch='large',
+        layer_scale=1e-5,
+        clip_type='mmbeit.FSDPAmpOptimWrapper', constructor='mmbeit.FSDPOptimWrapperConstructor'),
     'beit/beit_beit-tiny-p8_1xb32-10e_sample.py': dict(
         _MIM, source='the 300-epoch base recipe scaled down', epochs=300, warmup=('epoch', 10),
         mean=IMAGENET_MEAN, deviations=dict(
@@ -327,6 +329,7 @@ FACTS: Dict[str, Callable[[Config, str], Any]] = {
     'wd': lambda c, p: c.optim_wrapper.optimizer.weight_decay,
     'clip': lambda c, p: _clip(c),
     'clip_type': lambda c, p: c.optim_wrapper.type,
+    'constructor': lambda c, p: c.optim_wrapper.get('constructor'),
     'amp': lambda c, p: 'Amp' in c.optim_wrapper.get('type', 'OptimWrapper'),
     'layer_decay': lambda c, p: (c.optim_wrapper.get('paramwise_cfg') or {}).get(
         'layer_decay_rate'),

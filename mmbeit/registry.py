@@ -11,13 +11,14 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import Registry
 
 __all__ = ['RUNNERS', 'MODELS', 'TRANSFORMS', 'DATASETS', 'HOOKS', 'METRICS',
-           'OPTIM_WRAPPER_CONSTRUCTORS', 'VISUALIZERS']
+           'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'VISUALIZERS']
 
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope='mmbeit',
                    locations=['mmbeit.engine'])
@@ -35,5 +36,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmbeit',
     locations=['mmbeit.engine'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmbeit',
+                          locations=['mmbeit.engine'])
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
                        scope='mmbeit', locations=['mmbeit.visualization'])

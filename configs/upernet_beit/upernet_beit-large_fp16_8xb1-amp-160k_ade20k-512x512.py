@@ -30,3 +30,7 @@ train_cfg = dict(max_iters=320000, val_interval=32000)
 default_hooks = dict(checkpoint=dict(interval=32000))
 
 train_dataloader = dict(batch_size=1)
+# tools/train.py --auto-scale-lr rescales lr by (GPUs x per-GPU batch) / base_batch_size;
+# mmengine leaves the accumulation out of that ratio, so the base is 8 (8 x 1), not
+# the total batch of 16: on 8 GPUs the lr stays the recipe's 2e-5
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -41,3 +41,5 @@ default_hooks = dict(
     checkpoint=dict(interval=500, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
+# tools/train.py --auto-scale-lr rescales lr by (actual total batch) / 8
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -39,7 +39,10 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=30)
-auto_scale_lr = dict(base_batch_size=512)
+# tools/train.py --auto-scale-lr rescales lr by (GPUs x per-GPU batch) / base_batch_size;
+# mmengine leaves the accumulation out of that ratio, so the base is 128 (8 x 16), not
+# the total batch of 512: on 8 GPUs the lr stays the recipe's 2e-5
+auto_scale_lr = dict(base_batch_size=128)
 
 default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)

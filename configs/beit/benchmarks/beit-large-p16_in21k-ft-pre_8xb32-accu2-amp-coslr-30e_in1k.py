@@ -23,3 +23,8 @@ val_dataloader = dict(batch_size=32)
 test_dataloader = dict(batch_size=32)
 
 optim_wrapper = dict(accumulative_counts=2, paramwise_cfg=dict(layer_decay_rate=0.9))
+
+# tools/train.py --auto-scale-lr rescales lr by (GPUs x per-GPU batch) / base_batch_size;
+# mmengine leaves the accumulation out of that ratio, so the base is 256 (8 x 32), not
+# the total batch of 512: on 8 GPUs the lr stays the recipe's 2e-5
+auto_scale_lr = dict(base_batch_size=256)

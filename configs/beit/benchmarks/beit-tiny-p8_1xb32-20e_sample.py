@@ -99,3 +99,5 @@ default_hooks = dict(
     checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=5, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+# tools/train.py --auto-scale-lr rescales lr by (actual total batch) / 32
+auto_scale_lr = dict(base_batch_size=32)

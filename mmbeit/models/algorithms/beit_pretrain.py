@@ -125,5 +125,6 @@ class BEiTPretrain(BaseModel):
         mask = torch.stack([s.mask for s in data_samples]).to(
             img.device, torch.bool).flatten(1)  # [B, N]
         feats = self.backbone(img, mask)[0]  # [B, 1 + N, C]
-        target = self.target_generator.get_tokens(tokenizer_img)  # [B, N]
+        # through forward, not get_tokens: an FSDP unit gathers its shards only in its forward
+        target = self.target_generator(tokenizer_img).argmax(dim=1).flatten(1)  # [B, N]
         return self.head.loss(feats, target, mask)

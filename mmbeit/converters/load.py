@@ -244,8 +244,8 @@ def convert_file(src: Any, dst: str, fmt: Optional[str] = None, target: Optional
     os.makedirs(folder, exist_ok=True)
     if dst.endswith('.safetensors'):
         from safetensors.torch import save_file
-        save_file(dict(state_dict), dst, metadata={'format': 'pt', 'converted_from': fmt,
-                                                    'target': target})
+        save_file(dict(state_dict), dst,
+                  metadata={'format': 'pt', 'converted_from': fmt, 'target': target})
     else:
         torch.save({'state_dict': state_dict,
                     'meta': {'converted_from': fmt, 'target': target, 'source': str(src)}}, dst)

@@ -190,4 +190,3 @@ def hf_out_index_to_layer(index: int) -> int:
 def layer_to_hf_out_index(layer: int) -> int:
     """Inverse of :func:`hf_out_index_to_layer`."""
     return int(layer) + 2
-

@@ -20,7 +20,8 @@ from typing import Any, Dict, Tuple
 from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.registry import MODELS
 
-__all__ = ['ROOTS', 'root_class', 'BEiTClassifier', 'BEiTSegmentor']
+# BEiTClassifier and BEiTSegmentor are attributes made on first use (__getattr__ below)
+__all__ = ['ROOTS', 'root_class']
 
 # name -> (module of the host class, host class, loading target)
 ROOTS: Dict[str, Tuple[str, str, str]] = {

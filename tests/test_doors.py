@@ -33,6 +33,24 @@ MISMATCH = 'do not match exactly'
 _unique = count()
 
 
+@pytest.fixture
+def logs(monkeypatch, capfd):
+    """Everything loading printed or logged: stdout/stderr, and every mmengine print_log call
+    (a logger made in an earlier test may write to a stream pytest no longer captures)."""
+    import mmengine.logging
+    import mmengine.runner.checkpoint
+    seen = []
+    original = mmengine.logging.print_log
+
+    def record(msg, *args, **kwargs):
+        seen.append(str(msg))
+        return original(msg, *args, **kwargs)
+
+    monkeypatch.setattr(mmengine.logging, 'print_log', record)
+    monkeypatch.setattr(mmengine.runner.checkpoint, 'print_log', record)
+    return lambda: ''.join(capfd.readouterr()) + '\n'.join(seen)
+
+
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Every parameter and norm statistic off its init, scaled to keep activations O(1)."""
     gen = torch.Generator().manual_seed(seed)
@@ -334,7 +352,7 @@ def _kwargs(work, image, sample_root, monkeypatch):
 
 @pytest.mark.parametrize('fmt', CLS_FORMATS)
 @pytest.mark.parametrize('door', list(CLS_DOORS))
-def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monkeypatch, capfd):
+def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monkeypatch, logs):
     if getattr(CLS_DOORS[door], 'tool', False) and fmt not in ('mmpretrain', 'timm'):
         pytest.skip('host tools: two formats each (the other formats go through the same '
                     'Runner load, covered by the Runner door)')
@@ -342,30 +360,30 @@ def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monke
     got = _outputs(CLS_DOORS[door], CLS_CFG, ckpt, image[0],
                    **_kwargs(work, image, sample_root, monkeypatch))
     assert_close(got, expected)
-    assert MISMATCH not in ''.join(capfd.readouterr())
+    assert MISMATCH not in logs()
 
 
 @pytest.mark.parametrize('fmt', SEG_FORMATS)
 @pytest.mark.parametrize('door', list(SEG_DOORS))
-def test_segmentor_door(door, fmt, seg_sources, image, work, sample_root, monkeypatch, capfd):
+def test_segmentor_door(door, fmt, seg_sources, image, work, sample_root, monkeypatch, logs):
     if getattr(SEG_DOORS[door], 'tool', False) and fmt == 'mmbeit':
         pytest.skip('host tools: the foreign formats (mmbeit\'s own goes through the same load)')
     ckpt, expected, cfg = seg_sources[fmt]
     got = _outputs(SEG_DOORS[door], cfg, ckpt, image[0],
                    **_kwargs(work, image, sample_root, monkeypatch))
     assert_close(got, expected)
-    assert MISMATCH not in ''.join(capfd.readouterr())
+    assert MISMATCH not in logs()
 
 
 @pytest.mark.parametrize('door', list(dict(CLS_DOORS, **SEG_DOORS)))
 def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, work, sample_root,
-                                                     monkeypatch, capfd):
+                                                     monkeypatch, logs):
     from mmbeit.converters import CheckpointMismatchError
     # the common doors run here with the classifier config, below with the segmentor's
     fn, cfg = (CLS_DOORS[door], CLS_CFG) if door in CLS_DOORS else (SEG_DOORS[door], SEG_CFG)
     with pytest.raises(CheckpointMismatchError, match=r'(?s)timm format.*missing.*layers\.3\.'):
         _outputs(fn, cfg, mismatched, image[0], **_kwargs(work, image, sample_root, monkeypatch))
-    assert MISMATCH not in ''.join(capfd.readouterr())
+    assert MISMATCH not in logs()
 
 
 def test_common_doors_refuse_for_segmentors_too(mismatched, image, work, sample_root,
@@ -377,7 +395,7 @@ def test_common_doors_refuse_for_segmentors_too(mismatched, image, work, sample_
                      **_kwargs(work, image, sample_root, monkeypatch))
 
 
-def test_capture_sees_the_mismatch_warning_of_a_plain_host_root(cls_sources, capfd):
+def test_capture_sees_the_mismatch_warning_of_a_plain_host_root(cls_sources, logs):
     """Control: the check above would see mmengine's warning. A plain ``ImageClassifier`` (not
     mmbeit's root) cannot see timm's top-level keys; mmengine then warns (and loads nothing)."""
     from mmengine.config import Config
@@ -386,10 +404,10 @@ def test_capture_sees_the_mismatch_warning_of_a_plain_host_root(cls_sources, cap
     cfg['type'] = 'ImageClassifier'
     model = build('mmpretrain', cfg)
     load_checkpoint(model, cls_sources['timm'][0], map_location='cpu')
-    assert MISMATCH in ''.join(capfd.readouterr())
+    assert MISMATCH in logs()
 
 
-def test_host_root_gets_backbone_formats_through_the_backbone_hook(cls_sources, image, capfd):
+def test_host_root_gets_backbone_formats_through_the_backbone_hook(cls_sources, image, logs):
     """mmpretrain's keys sit under ``backbone.``: the backbone's own hook converts them even in
     a plain ``ImageClassifier``."""
     from mmengine.config import Config
@@ -401,12 +419,12 @@ def test_host_root_gets_backbone_formats_through_the_backbone_hook(cls_sources, 
     load_checkpoint(model, ckpt, map_location='cpu')
     with torch.no_grad():
         assert_close(model(image[0], mode='tensor'), expected)
-    assert MISMATCH not in ''.join(capfd.readouterr())
+    assert MISMATCH not in logs()
 
 
 # --------------------------------------------------------------------- the tokenizer
 @pytest.mark.parametrize('door', ['torch load_state_dict', 'mmengine load_checkpoint'])
-def test_dalle_encoder_door(door, work, capfd):
+def test_dalle_encoder_door(door, work, logs):
     dall_e = pytest.importorskip('dall_e', reason='pip install dall-e==0.1')
     from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder
     torch.manual_seed(0)
@@ -421,7 +439,7 @@ def test_dalle_encoder_door(door, work, capfd):
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
     with torch.no_grad():
         assert_close(model(x), ref(x))
-    assert MISMATCH not in ''.join(capfd.readouterr())
+    assert MISMATCH not in logs()
 
 
 # ---------------------------------------------------------------------- import graph
@@ -477,3 +495,60 @@ def test_converters_import_graph_has_no_cycle():
     order = ['read', 'detect', 'convert', 'fit', 'load']
     for i, stage in enumerate(order):
         assert not graph[stage] & set(order[i + 1:]), (stage, graph[stage])
+
+
+# ------------------------------------------------------------ across tasks, and mim
+@pytest.mark.parametrize('door', ['mmengine load_checkpoint', 'mmseg init_model'])
+def test_classifier_checkpoint_starts_a_segmentor(door, cls_sources, logs):
+    """Fine-tuning a segmentor from a timm classifier: the backbone loads completely (equal to
+    what a bare BEiT gets), the neck and heads keep their initialization, named in the log."""
+    from mmbeit.converters import load_pretrained
+    from mmbeit.models.backbones.beit import BEiT
+    ckpt = cls_sources['timm'][0]
+    torch.manual_seed(11)  # the same initialization for both builds
+    init = build_from_config(SEG_CFG).state_dict()
+    torch.manual_seed(11)
+    model = SEG_DOORS[door](SEG_CFG, ckpt)
+    bare = BEiT(arch='tiny', img_size=IMG, patch_size=PATCH, out_type='featmap', final_norm=False)
+    load_pretrained(bare, ckpt)
+    for k, v in bare.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v), k
+    for k, v in model.state_dict().items():
+        if k.startswith(('neck.', 'decode_head.', 'auxiliary_head.')):
+            assert torch.equal(v, init[k]), k
+    out = logs()
+    assert 'decode_head.* keeps its initialization' in out and 'timm format' in out
+    assert MISMATCH not in out
+
+
+def test_mim_train_and_test(cls_sources, image, work, sample_root):
+    """OpenMMLab's ``mim train/test`` run the host tools in a subprocess: the same Runner load.
+
+    openmim is not a dependency: ``pip install openmim`` downgrades setuptools, urllib3 and
+    requests (openxlab's pins) below what torch 2.14 needs; ``pip install --no-deps openmim
+    model-index`` works."""
+    pytest.importorskip('mim', reason='pip install --no-deps openmim model-index')
+    import subprocess
+    ckpt, expected = cls_sources['timm']
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [REPO, osp.join(REPO, 'tests', 'data')] + sys.path))
+    data = osp.join(sample_root, 'imagenet')
+    loader = (f"dict(dataset=dict(data_root='{data}'), batch_size=1, num_workers=0, "
+              'persistent_workers=False)')
+    for cmd in ('train', 'test'):
+        out, cfg = str(work / f'mim_{cmd}.pth'), work / f'mim_{cmd}_cfg.py'
+        cfg.write_text('\n'.join(
+            [f"_base_ = ['{CLS_CFG}']"]
+            + [f'{n} = {loader}' for n in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+            + ["custom_imports = dict(imports=['mmbeit', 'door_dump_hook'], "
+               'allow_failed_imports=False)',
+               f"custom_hooks = [dict(type='DoorDumpHook', input_path='{image[1]}', "
+               f"out_path='{out}')]"]))
+        args = [sys.executable, '-m', 'mim', cmd, 'mmpretrain', str(cfg), '--work-dir',
+                str(work / f'mim_{cmd}')]
+        args += (['--cfg-options', f'load_from={ckpt}'] if cmd == 'train'
+                 else ['--checkpoint', ckpt])
+        p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+        assert MISMATCH not in p.stdout + p.stderr
+        assert_close(torch.load(out, weights_only=True), expected)

@@ -353,9 +353,6 @@ def _kwargs(work, image, sample_root, monkeypatch):
 @pytest.mark.parametrize('fmt', CLS_FORMATS)
 @pytest.mark.parametrize('door', list(CLS_DOORS))
 def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monkeypatch, logs):
-    if getattr(CLS_DOORS[door], 'tool', False) and fmt not in ('mmpretrain', 'timm'):
-        pytest.skip('host tools: two formats each (the other formats go through the same '
-                    'Runner load, covered by the Runner door)')
     ckpt, expected = cls_sources[fmt]
     got = _outputs(CLS_DOORS[door], CLS_CFG, ckpt, image[0],
                    **_kwargs(work, image, sample_root, monkeypatch))
@@ -366,8 +363,6 @@ def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monke
 @pytest.mark.parametrize('fmt', SEG_FORMATS)
 @pytest.mark.parametrize('door', list(SEG_DOORS))
 def test_segmentor_door(door, fmt, seg_sources, image, work, sample_root, monkeypatch, logs):
-    if getattr(SEG_DOORS[door], 'tool', False) and fmt == 'mmbeit':
-        pytest.skip('host tools: the foreign formats (mmbeit\'s own goes through the same load)')
     ckpt, expected, cfg = seg_sources[fmt]
     got = _outputs(SEG_DOORS[door], cfg, ckpt, image[0],
                    **_kwargs(work, image, sample_root, monkeypatch))
@@ -376,8 +371,8 @@ def test_segmentor_door(door, fmt, seg_sources, image, work, sample_root, monkey
 
 
 @pytest.mark.parametrize('door', list(dict(CLS_DOORS, **SEG_DOORS)))
-def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, work, sample_root,
-                                                     monkeypatch, logs):
+def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, work,
+                                                    sample_root, monkeypatch, logs):
     from mmbeit.converters import CheckpointMismatchError
     # the common doors run here with the classifier config, below with the segmentor's
     fn, cfg = (CLS_DOORS[door], CLS_CFG) if door in CLS_DOORS else (SEG_DOORS[door], SEG_CFG)
@@ -552,3 +547,40 @@ def test_mim_train_and_test(cls_sources, image, work, sample_root):
         assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
         assert MISMATCH not in p.stdout + p.stderr
         assert_close(torch.load(out, weights_only=True), expected)
+
+
+# -------------------------------------------------------------------- pretraining
+PRE_CFG = osp.join(REPO, 'configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py')
+
+
+@pytest.fixture(scope='session')
+def pre_sources(work, image):
+    """format -> (checkpoint, the source's token logits [2, N, 512] of masked inputs, mask)."""
+    x = image[0]
+    mask = torch.rand(2, (IMG // PATCH) ** 2, generator=torch.Generator().manual_seed(3)) < 0.4
+    out = {}
+    with torch.no_grad():
+        ours = randomize_(build_from_config(PRE_CFG), seed=10)
+        out['mmbeit'] = (_save({'state_dict': ours.state_dict()}, str(work / 'mmbeit_pre.pth')),
+                         ours.mim_logits(x, mask))
+        from transformers import BeitForMaskedImageModeling
+        hf = randomize_(BeitForMaskedImageModeling(hf_config(
+            vocab_size=512, use_mask_token=True, use_shared_relative_position_bias=True,
+            use_relative_position_bias=False)), seed=11)
+        out['transformers'] = (_save(hf.state_dict(), str(work / 'hf_mim.safetensors')),
+                               hf(pixel_values=x, bool_masked_pos=mask).logits)
+    return out, mask
+
+
+@pytest.mark.parametrize('fmt', ['mmbeit', 'transformers'])
+@pytest.mark.parametrize('door', list(COMMON))
+def test_pretrain_door(door, fmt, pre_sources, image, work, sample_root, monkeypatch, logs):
+    sources, mask = pre_sources
+    ckpt, expected = sources[fmt]
+    model = COMMON[door](PRE_CFG, ckpt, **_kwargs(work, image, sample_root, monkeypatch))
+    with torch.no_grad():
+        assert_close(model.eval().mim_logits(image[0], mask), expected)
+    text = logs()
+    assert MISMATCH not in text
+    if fmt == 'transformers':  # it has no tokenizer: kept at init, by name
+        assert 'target_generator.* keeps its initialization' in text

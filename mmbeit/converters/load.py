@@ -100,8 +100,8 @@ def mismatch_error(fit: FitResult, source: str, fmt: str, name: str, target: str
 
 def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
                    prefix: Optional[str] = None, target: Optional[str] = None,
-                   model_state: Optional[Mapping[str, torch.Tensor]] = None
-                   ) -> Tuple[FitResult, str, str]:
+                   model_state: Optional[Mapping[str, torch.Tensor]] = None,
+                   source: str = 'checkpoint') -> Tuple[FitResult, str, str]:
     """Stages detect -> convert -> fit of a loaded checkpoint for ``model``.
 
     Args:
@@ -112,6 +112,7 @@ def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
             semantics), e.g. ``'backbone.'``.
         target: what ``model`` is (:data:`~.layout.TARGETS`); inferred from its keys.
         model_state: ``model.state_dict()`` if the caller has it.
+        source: the file's name, for messages.
 
     Returns:
         (the fit, the format, the target)
@@ -134,7 +135,7 @@ def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
         elif any(k.startswith(prefix) for k in state_dict):
             state_dict, wrapper = strip_prefix(state_dict, prefix), None
         else:
-            raise CheckpointMismatchError(f'checkpoint: no key starts with prefix {prefix!r}')
+            raise CheckpointMismatchError(f'{source}: no key starts with prefix {prefix!r}')
     if converted is None:
         canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
         converted, left_out = assemble(canonical, target)
@@ -174,7 +175,7 @@ def load_converted_state_dict(model: nn.Module, checkpoint: Any, fmt: Optional[s
     Raises:
         CheckpointMismatchError: keys or shapes that do not fit, named with the format.
     """
-    fit, fmt, target = fit_checkpoint(model, checkpoint, fmt, prefix, target)
+    fit, fmt, target = fit_checkpoint(model, checkpoint, fmt, prefix, target, source=source)
     name = type(model).__name__
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)

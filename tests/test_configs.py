@@ -62,11 +62,11 @@ def _to_plain(cfg):
 def _fake_batch(model_type: str, cfg: Config, batch: int = 2):
     g = torch.Generator().manual_seed(0)
     inputs = torch.rand(batch, 3, IMG, IMG, generator=g) * 255
-    if model_type.endswith('ImageClassifier'):
+    if model_type.endswith(('ImageClassifier', 'BEiTClassifier')):
         from mmpretrain.structures import DataSample
         samples = [DataSample().set_gt_label(i % 2) for i in range(batch)]
         return dict(inputs=list(inputs), data_samples=samples)
-    if model_type.endswith('EncoderDecoder'):
+    if model_type.endswith(('EncoderDecoder', 'BEiTSegmentor')):
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
         samples = []

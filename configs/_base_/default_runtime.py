@@ -2,6 +2,9 @@
 default_scope = 'mmpretrain'
 # mmbeit registers its components (type='mmbeit.BEiT', ...) on import.
 custom_imports = dict(imports=['mmbeit'], allow_failed_imports=False)
+# mmpretrain's / mmseg's own tools/train.py and tools/test.py (and mim) build this Runner too:
+# load_from and resume read every BEiT checkpoint format through mmbeit's loading pipeline
+runner_type = 'mmbeit.BEiTRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -2,6 +2,9 @@
 default_scope = 'mmseg'
 # mmbeit registers its components (type='mmbeit.BEiT', ...) on import.
 custom_imports = dict(imports=['mmbeit'], allow_failed_imports=False)
+# mmpretrain's / mmseg's own tools/train.py and tools/test.py (and mim) build this Runner too:
+# load_from and resume read every BEiT checkpoint format through mmbeit's loading pipeline
+runner_type = 'mmbeit.BEiTRunner'
 
 # stop on a non-finite loss (naming the iteration) before a NaN checkpoint is written;
 # reseed per iteration so that a resumed run draws the same random numbers as an uninterrupted one

@@ -1,15 +1,29 @@
-"""Checkpoint converters: every public BEiT format to mmbeit's layout, and mmbeit to transformers.
+"""Checkpoints of every public BEiT format, loaded into mmbeit's models; and export to transformers.
 
-Pure ``state_dict -> state_dict`` functions driven by regex rule tables
-(:mod:`.rules`), one module per source format; :mod:`.layout` says what they
-produce. Importing this package imports torch and the standard library only.
+One loading pipeline, one module per stage, run in this order by every door::
+
+    read (.read) -> detect (.detect) -> convert (.convert) -> fit (.fit) -> load (.load)
+
+Converters are pure ``state_dict -> state_dict`` functions over per-format rule
+tables (one module per format: :mod:`.native`, :mod:`.mmpretrain`, :mod:`.mmseg`,
+:mod:`.timm`, :mod:`.unilm`, :mod:`.transformers`, :mod:`.dalle`), through one
+engine (:mod:`.rules`); :mod:`.layout` says what they produce. The shared ->
+per-layer expansion and the resizing of position tables happen in the fit stage
+only. :mod:`.hooks` runs the pipeline inside ``load_state_dict``.
+Importing this package imports torch and the standard library only.
 """
-from .formats import FORMATS, convert_checkpoint, detect_format
+from .convert import convert_checkpoint, to_canonical
+from .detect import FORMATS, detect_format
+from .export import save_transformers, to_transformers
+from .fit import FitResult, fit_state_dict
+from .hooks import register_conversion_hook
 from .layout import TARGETS
-from .loading import (CheckpointMismatchError, LoadReport, convert_file, load_pretrained,
-                      read_checkpoint)
-from .transformers import save_transformers, to_transformers
+from .load import (CheckpointMismatchError, LoadReport, convert_file, fit_checkpoint,
+                   load_converted_state_dict, load_pretrained)
+from .read import read_checkpoint, unwrap_checkpoint
 
-__all__ = ['FORMATS', 'TARGETS', 'detect_format', 'convert_checkpoint', 'load_pretrained',
-           'read_checkpoint', 'convert_file', 'CheckpointMismatchError', 'LoadReport', 'to_transformers',
+__all__ = ['FORMATS', 'TARGETS', 'read_checkpoint', 'unwrap_checkpoint', 'detect_format',
+           'convert_checkpoint', 'to_canonical', 'fit_state_dict', 'FitResult', 'fit_checkpoint',
+           'load_converted_state_dict', 'load_pretrained', 'register_conversion_hook',
+           'convert_file', 'CheckpointMismatchError', 'LoadReport', 'to_transformers',
            'save_transformers']

@@ -20,6 +20,7 @@ from typing import List, Mapping
 
 import torch
 
+from . import dalle
 from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, apply_rules, add_prefix, prefix_rules, strip_prefix
 
@@ -66,12 +67,11 @@ def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
 
 def convert_target_generator(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """``target_generator.*`` in OpenAI's DALL-E names -> ``target_generator.*`` in ours."""
-    from .dalle import convert_dall_e
     part = strip_prefix(state_dict, 'target_generator.')
     if not part:
         return OrderedDict()
     if all(k.startswith('blocks.') for k in part):
-        part = convert_dall_e(part)
+        part = dalle.convert_dall_e(part)
     return add_prefix(part, 'target_generator.')
 
 

@@ -389,9 +389,24 @@ def make_hub_weights_only() -> bool:
 # ``name`` as the backend).
 
 
+def with_meta(checkpoint: Any) -> Any:
+    """A checkpoint as mmengine's callers read it: with a ``meta`` dict.
+
+    mmseg's ``init_model`` reads ``checkpoint['meta']`` unguarded, so a file that is
+    not mmengine's (a bare state dict of timm or transformers, unilm's ``{'model':
+    ...}``) would fail there after loading. A bare state dict becomes
+    ``{'state_dict': ..., 'meta': {}}``; a wrapped one gets an empty ``meta``.
+    """
+    if not isinstance(checkpoint, dict) or 'meta' in checkpoint:
+        return checkpoint
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return {'state_dict': checkpoint, 'meta': {}}
+    return dict(checkpoint, meta={})
+
+
 def load_from_safe_local(filename: str, map_location: MapLocation = None) -> dict:
-    """mmengine loader for local paths: :func:`load_checkpoint_file`."""
-    return load_checkpoint_file(filename, map_location)
+    """mmengine loader for local paths: :func:`load_checkpoint_file` (see :func:`with_meta`)."""
+    return with_meta(load_checkpoint_file(filename, map_location))
 
 
 def load_from_safe_http(filename: str, map_location: MapLocation = None,
@@ -408,7 +423,7 @@ def load_from_safe_http(filename: str, map_location: MapLocation = None,
         download_checkpoint(filename, model_dir)
     if world_size > 1:
         torch.distributed.barrier()
-    return load_checkpoint_file(filename, map_location, cache_dir=model_dir)
+    return with_meta(load_checkpoint_file(filename, map_location, cache_dir=model_dir))
 
 
 def register_mmengine_loaders() -> None:

@@ -3,7 +3,7 @@
 # Mixup 0.8 / CutMix 1.0. A checkpoint with one shared relative position table (a BEiT
 # pretrain) is expanded into every layer's table when it is loaded.
 model = dict(
-    type='ImageClassifier',
+    type='mmbeit.BEiTClassifier',  # mmpretrain's ImageClassifier that loads any BEiT format
     backbone=dict(
         type='mmbeit.BEiT',
         arch='base',

@@ -12,7 +12,7 @@ _base_ = [
 ]
 
 model = dict(
-    type='ImageClassifier',
+    type='mmbeit.BEiTClassifier',  # mmpretrain's ImageClassifier that loads any BEiT format
     backbone=dict(
         type='mmbeit.BEiT',
         arch='base',

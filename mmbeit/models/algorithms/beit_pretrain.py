@@ -13,6 +13,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
+from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.registry import MODELS
 
 __all__ = ['BEiTPretrain']
@@ -75,6 +76,8 @@ class BEiTPretrain(BaseModel):
                 f'tokenizer has {self.target_generator.vocab_size} tokens '
                 '(leave it out)')
         self.head = MODELS.build(head)
+        # any load_state_dict converts and fits every BEiT checkpoint format (mmbeit.converters)
+        register_conversion_hook(self, target='pretrain')
 
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],

@@ -1,7 +1,8 @@
 """BEiT: the one vision transformer behind pretraining, classification and segmentation.
 
-Reads top to bottom: the arch table, the model, its loading hooks, its
-helpers for layer-wise learning-rate decay.
+Reads top to bottom: the arch table, the model, its helpers for layer-wise
+learning-rate decay. Loading (any checkpoint format, resizing, shared -> per-layer
+tables) is :mod:`mmbeit.converters`' pipeline, run by a state-dict pre-hook.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -11,11 +12,12 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
+from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.registry import MODELS
 from ..layers.patch_embed import PatchEmbed
 from ..layers.relative_position_bias import RelativePositionBias
 from ..layers.transformer_layer import BEiTTransformerLayer
-from ..utils.pos_resize import infer_square_grid, resize_abs_pos_embed
+from ..utils.pos_resize import resize_abs_pos_embed
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -142,7 +144,9 @@ class BEiT(BaseModule):
         self.fc_norm = nn.LayerNorm(C, eps=norm_eps) if out_type == 'avg_featmap' else None
 
         self.frozen_stages = frozen_stages
-        self._register_load_state_dict_pre_hook(self._fit_state_dict)
+        # every load_state_dict runs mmbeit's loading pipeline on the keys under this
+        # module's prefix (foreign layouts, shared -> per-layer tables, resizing)
+        register_conversion_hook(self, target='backbone')
         self._init_parameters()
         self._freeze_stages()
 
@@ -174,27 +178,6 @@ class BEiT(BaseModule):
             self._is_init = True
             return
         super().init_weights()
-
-    # --------------------------------------------------------------- loading
-    def _fit_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
-        """Fit a checkpoint to this model before loading (every loading path comes here).
-
-        A shared relative position table is copied into every layer when the model
-        has per-layer tables; an absolute position embedding is resized to the
-        model's grid. Per-layer tables are resized by their own hook.
-        """
-        shared_key = prefix + 'rel_pos_bias.table'
-        if (self.rel_pos_bias is None and self.use_rel_pos_bias and shared_key in state_dict
-                and prefix + 'layers.0.attn.rel_pos_bias.table' not in state_dict):
-            table = state_dict.pop(shared_key)
-            for i in range(self.num_layers):
-                state_dict[f'{prefix}layers.{i}.attn.rel_pos_bias.table'] = table.clone()
-        key = prefix + 'pos_embed'
-        if self.pos_embed is not None and key in state_dict:
-            pos = state_dict[key]
-            if pos.shape != self.pos_embed.shape:
-                state_dict[key] = resize_abs_pos_embed(
-                    pos, infer_square_grid(pos.shape[1] - 1), self.patch_resolution)
 
     # --------------------------------------------------------------- forward
     def _pos_embed_for(self, hw: Tuple[int, int]) -> torch.Tensor:

@@ -52,18 +52,6 @@ class RelativePositionBias(nn.Module):
         self.register_buffer('index', relative_position_index(self.window_size), persistent=False)
         self._index_cache: Dict[Tuple[int, int], torch.Tensor] = {}
         self._bias_cache: Dict[tuple, torch.Tensor] = {}
-        self._register_load_state_dict_pre_hook(self._fit_table_on_load)
-
-    def _fit_table_on_load(self, state_dict: dict, prefix: str, *args) -> None:
-        key = prefix + 'table'
-        table = state_dict.get(key)
-        if table is None or table.shape == self.table.shape:
-            return
-        if table.shape[1] != self.num_heads:
-            raise ValueError(f'{key}: checkpoint table has {table.shape[1]} heads, '
-                             f'the model has {self.num_heads}')
-        state_dict[key] = resize_rel_pos_table(
-            table, infer_square_window(table.shape[0]), self.window_size)
 
     def _index_for(self, window_size: Tuple[int, int]) -> torch.Tensor:
         if window_size == self.window_size:

@@ -1,0 +1,254 @@
+"""Stage 5 of loading, *load*, and the pipeline that runs the five stages in order.
+
+read (:mod:`.read`) -> detect (:mod:`.detect`) -> convert (:mod:`.convert`) ->
+fit (:mod:`.fit`) -> load (here). Every door runs this one pipeline:
+:func:`load_pretrained` (``init_cfg=dict(type='Pretrained')``, mmbeit's apis and
+tools), the Runner's ``load_from`` / resume (:class:`mmbeit.engine.BEiTRunner`),
+and any ``load_state_dict`` of a model that carries the state-dict pre-hook of
+:mod:`.hooks` (mmengine's ``load_checkpoint``, mmseg's ``init_model``, mmpretrain's
+``get_model``, the host libraries' tools).
+
+A load is complete or refused: what the fit stage cannot place raises
+:class:`CheckpointMismatchError`, naming the keys and the detected format.
+"""
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .convert import canonical_state_dict, to_canonical
+from .detect import check_format
+from .fit import FitResult, fit_state_dict
+from .layout import ROLE_NAMES, assemble, default_target, infer_target
+from .read import read_checkpoint, unwrap_checkpoint
+from .rules import StateDict, strip_prefix
+
+__all__ = ['CheckpointMismatchError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
+           'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load']
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys or shapes do not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What loading did."""
+    fmt: str
+    target: str
+    notes: List[str] = field(default_factory=list)  # what was dropped, copied, resized, by name
+    kept_init: List[str] = field(default_factory=list)  # model parts the checkpoint lacks
+    missing: List[str] = field(default_factory=list)  # only with strict=False
+    unexpected: List[str] = field(default_factory=list)  # only with strict=False
+
+
+# True while the pipeline itself loads a fitted state dict: the hooks let it through.
+_FITTED: ContextVar[bool] = ContextVar('mmbeit_fitted_load', default=False)
+
+
+@contextlib.contextmanager
+def fitted_load() -> Iterator[None]:
+    """Within this block, the conversion hooks of :mod:`.hooks` pass state dicts through."""
+    token = _FITTED.set(True)
+    try:
+        yield
+    finally:
+        _FITTED.reset(token)
+
+
+def is_fitted_load() -> bool:
+    return _FITTED.get()
+
+
+def state_dict_fits(state_dict: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict has exactly the model's keys, as tensors of the model's shapes."""
+    if len(state_dict) != len(model_state):
+        return False
+    for k, want in model_state.items():
+        v = state_dict.get(k)
+        if not isinstance(v, torch.Tensor) or v.shape != want.shape:
+            return False
+    return True
+
+
+def _shorten(keys: List[str], n: int = 10) -> str:
+    keys = sorted(keys)
+    shown = ', '.join(keys[:n])
+    return shown + (f', ... ({len(keys) - n} more)' if len(keys) > n else '')
+
+
+def mismatch_error(fit: FitResult, source: str, fmt: str, name: str, target: str
+                   ) -> CheckpointMismatchError:
+    lines = [f'{source} ({fmt} format) does not fit {name} (converted for a {target}):']
+    if fit.missing:
+        lines.append(f'  missing in the checkpoint: {_shorten(fit.missing)}')
+    if fit.unexpected:
+        lines.append(f'  unexpected (the model has no such keys): {_shorten(fit.unexpected)}')
+    if fit.mismatched:
+        lines.append(f'  shapes differ: {_shorten(fit.mismatched)}')
+    lines.append('  Check that the model config matches the checkpoint (arch, '
+                 'use_rel_pos_bias / use_shared_rel_pos_bias, use_abs_pos_emb, heads), '
+                 'or pass prefix= to load a part of it.')
+    return CheckpointMismatchError('\n'.join(lines))
+
+
+def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
+                   prefix: Optional[str] = None, target: Optional[str] = None,
+                   model_state: Optional[Mapping[str, torch.Tensor]] = None,
+                   source: str = 'checkpoint') -> Tuple[FitResult, str, str]:
+    """Stages detect -> convert -> fit of a loaded checkpoint for ``model``.
+
+    Args:
+        model: the module the checkpoint is for.
+        checkpoint: a loaded checkpoint or state dict of any known format.
+        fmt: its format, or None to detect it.
+        prefix: only the checkpoint's keys under this prefix (mmengine's ``Pretrained``
+            semantics), e.g. ``'backbone.'``.
+        target: what ``model`` is (:data:`~.layout.TARGETS`); inferred from its keys.
+        model_state: ``model.state_dict()`` if the caller has it.
+        source: the file's name, for messages.
+
+    Returns:
+        (the fit, the format, the target)
+    """
+    model_state = model.state_dict() if model_state is None else model_state
+    target = target or infer_target(model_state.keys())
+    state_dict, wrapper = unwrap_checkpoint(checkpoint)
+    fmt = check_format(fmt) if fmt else None
+    converted = None
+    if prefix:
+        try:
+            canonical, read_as = canonical_state_dict(state_dict, fmt, wrapper)
+        except (ValueError, KeyError):  # the raw keys may need the prefix stripped first
+            canonical = {}
+        if any(k.startswith(prefix) for k in canonical):
+            # the prefix names a part of the converted checkpoint: that part is the model
+            converted, fmt = strip_prefix(canonical, prefix), read_as
+            left_out = sorted({k.split('.')[0] + '.' for k in canonical
+                               if not k.startswith(prefix)})
+        elif any(k.startswith(prefix) for k in state_dict):
+            state_dict, wrapper = strip_prefix(state_dict, prefix), None
+        else:
+            raise CheckpointMismatchError(f'{source}: no key starts with prefix {prefix!r}')
+    if converted is None:
+        canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
+        converted, left_out = assemble(canonical, target)
+    return fit_state_dict(converted, model_state, target, left_out, model), fmt, target
+
+
+def log_fit(fit: FitResult, source: str, name: str, fmt: str, target: str,
+            logger: Any = 'current') -> None:
+    """Say in the log what was loaded, dropped, copied, resized and kept, by name."""
+    from mmengine.logging import print_log
+    print_log(f'Loaded {source} into {name} ({fmt} format, as a {target})', logger=logger)
+    for note in fit.notes:
+        print_log(f'  {note}', logger=logger)
+    for note in fit.kept_init:
+        print_log(f'  {note}', logger=logger, level=logging.WARNING)
+
+
+def load_converted_state_dict(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
+                              prefix: Optional[str] = None, strict: bool = True,
+                              target: Optional[str] = None, source: str = 'checkpoint',
+                              logger: Any = 'current') -> LoadReport:
+    """Stages detect -> convert -> fit -> load of a loaded checkpoint into ``model``.
+
+    Args:
+        model: the module to load into.
+        checkpoint: a loaded checkpoint or state dict of any known format.
+        fmt: its format, or None to detect it.
+        prefix: load only the checkpoint's keys under this prefix (as mmengine's
+            ``Pretrained`` init does), e.g. ``'backbone.'``.
+        strict: raise on keys that do not fit (after the fit stage's drops by name);
+            False reports them in the log at WARNING and skips them (an explicit
+            partial load; no door of mmbeit or of the host libraries passes False here).
+        target: what ``model`` is (see :data:`~.layout.TARGETS`); inferred from its keys.
+        source: the file's name, for messages.
+        logger: mmengine logger name for the report.
+
+    Raises:
+        CheckpointMismatchError: keys or shapes that do not fit, named with the format.
+    """
+    fit, fmt, target = fit_checkpoint(model, checkpoint, fmt, prefix, target, source=source)
+    name = type(model).__name__
+    if fit.mismatched or (strict and not fit.complete):
+        raise mismatch_error(fit, source, fmt, name, target)
+    state_dict = OrderedDict((k, v) for k, v in fit.state_dict.items() if k not in fit.unexpected)
+    with fitted_load():
+        model.load_state_dict(state_dict, strict=strict)
+    log_fit(fit, source, name, fmt, target, logger)
+    if fit.missing or fit.unexpected:
+        from mmengine.logging import print_log
+        print_log(f'  not loaded (strict=False): missing {_shorten(fit.missing)}; '
+                  f'unexpected {_shorten(fit.unexpected)}', logger=logger, level=logging.WARNING)
+    return LoadReport(fmt=fmt, target=target, notes=fit.notes, kept_init=fit.kept_init,
+                      missing=fit.missing, unexpected=fit.unexpected)
+
+
+def load_pretrained(module: nn.Module, checkpoint: Any, prefix: Optional[str] = None,
+                    strict: bool = True, fmt: Optional[str] = None,
+                    map_location: Any = 'cpu') -> LoadReport:
+    """Load a checkpoint of any known format into ``module``: the whole pipeline.
+
+    Args:
+        module: a bare ``mmbeit.BEiT``, a classifier, segmentor or pretraining model, or
+            a DALL-E encoder (what it is is read from its keys).
+        checkpoint: path, http(s) URL, transformers model folder, loaded checkpoint
+            or state dict.
+        prefix: only the keys under this prefix (mmengine's ``Pretrained`` semantics),
+            e.g. ``'backbone.'``.
+        strict: see :func:`load_converted_state_dict`.
+        fmt: the checkpoint's format; detected when None.
+
+    Returns:
+        What was loaded, dropped and kept (:class:`LoadReport`).
+
+    Raises:
+        CheckpointMismatchError: keys or shapes that do not fit, named with the format.
+        ValueError: an unknown format (the message lists the known ones).
+    """
+    source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) else 'checkpoint'
+    loaded = read_checkpoint(checkpoint, map_location)
+    return load_converted_state_dict(module, loaded, fmt=fmt, prefix=prefix, strict=strict,
+                                     source=str(source))
+
+
+def convert_file(src: Any, dst: str, fmt: Optional[str] = None, target: Optional[str] = None
+                 ) -> Dict[str, Any]:
+    """Convert a checkpoint (path, URL, transformers folder) to an mmbeit checkpoint file.
+
+    The file is ``{'state_dict': ..., 'meta': {...}}`` as mmengine writes it, so
+    ``load_from`` and ``tools/test.py`` load it as the model's own; ``.safetensors``
+    destinations get the bare state dict.
+
+    Args:
+        src: the source checkpoint.
+        dst: where to write.
+        fmt: the source format, or None to detect it.
+        target: 'backbone', 'classifier', 'segmentor', 'pretrain' or 'target_generator';
+            None picks the task the checkpoint has heads for.
+
+    Returns:
+        dict(fmt=..., target=..., left_out=[roles the target has no place for], num_keys=...)
+    """
+    canonical, fmt = to_canonical(read_checkpoint(src), fmt)
+    target = target or default_target(canonical)
+    state_dict, left_out = assemble(canonical, target)
+    state_dict: StateDict = OrderedDict((k, v.contiguous()) for k, v in state_dict.items())
+    folder = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    if dst.endswith('.safetensors'):
+        from safetensors.torch import save_file
+        save_file(dict(state_dict), dst,
+                  metadata={'format': 'pt', 'converted_from': fmt, 'target': target})
+    else:
+        torch.save({'state_dict': state_dict,
+                    'meta': {'converted_from': fmt, 'target': target, 'source': str(src)}}, dst)
+    return dict(fmt=fmt, target=target, left_out=[ROLE_NAMES[r] for r in left_out],
+                num_keys=len(state_dict))

@@ -22,12 +22,14 @@ class BEiTAttention(nn.Module):
         qkv_bias: learn q and v biases. Defaults to True.
         attn_drop: dropout on attention weights.
         proj_drop: dropout after the output projection.
+        rel_pos_resize: how the per-layer table is resized for another input
+            size at run time, 'unilm' or 'bilinear' (see :class:`RelativePositionBias`).
     """
 
     def __init__(self, embed_dims: int, num_heads: int,
                  window_size: Optional[Tuple[int, int]] = None,
                  qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0.) -> None:
+                 proj_drop: float = 0., rel_pos_resize: str = 'unilm') -> None:
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
@@ -39,7 +41,7 @@ class BEiTAttention(nn.Module):
             self.v_bias = nn.Parameter(torch.zeros(embed_dims))
         else:
             self.q_bias = self.v_bias = None
-        self.rel_pos_bias = (RelativePositionBias(window_size, num_heads)
+        self.rel_pos_bias = (RelativePositionBias(window_size, num_heads, rel_pos_resize)
                              if window_size is not None else None)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(embed_dims, embed_dims)

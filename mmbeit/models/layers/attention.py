@@ -5,7 +5,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cpu_linear import linear
 from .relative_position_bias import RelativePositionBias
 
 
@@ -13,7 +12,12 @@ class BEiTAttention(nn.Module):
     """Self-attention with q and v biases (no k bias) and a relative position bias.
 
     Attention runs through ``F.scaled_dot_product_attention`` with the bias as
-    an additive mask cast to the query's dtype.
+    an additive mask cast to the query's dtype. Every projection is called as a
+    module (``self.qkv(x)``, ``self.proj(x)``), so forward hooks, FLOP counters
+    and replacements (LoRA, quantisation) see them. ``qkv`` has no bias of its
+    own: the q and v biases (BEiT has no k bias) are parameters of the
+    attention, added to its output, which keeps the checkpoint keys
+    ``qkv.weight``, ``q_bias``, ``v_bias`` of every BEiT format.
 
     Args:
         embed_dims: channels C.
@@ -51,11 +55,11 @@ class BEiTAttention(nn.Module):
                 shared_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: [B, N, C] (N = 1 + Wh*Ww); shared_bias: [heads, N, N] or None."""
         B, N, C = x.shape
-        bias = None
+        qkv = self.qkv(x)  # [B, N, 3C]
         if self.q_bias is not None:
-            bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        qkv = linear(x, self.qkv.weight, bias)  # [B, N, 3C]
-        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+            k_bias = torch.zeros_like(self.v_bias)  # no k bias: a constant, never learned
+            qkv = qkv + torch.cat([self.q_bias, k_bias, self.v_bias]).to(qkv.dtype)
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn_bias = self.rel_pos_bias(window_size) if self.rel_pos_bias is not None else None
         if shared_bias is not None:
             attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias
@@ -65,4 +69,4 @@ class BEiTAttention(nn.Module):
             q, k, v, attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.)  # [B, heads, N, C/heads]
         x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))
+        return self.proj_drop(self.proj(x))

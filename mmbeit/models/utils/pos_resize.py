@@ -36,7 +36,7 @@ trace the resize for symbolic input sizes (no ``linalg.solve``, no NumPy).
 the grid resized bilinearly as an image (``align_corners=False``).
 """
 import math
-from typing import Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -111,9 +111,12 @@ def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
         grid = F.interpolate(grid.unsqueeze(0), size=(dst_h, dst_w), mode='bilinear',
                              align_corners=False).squeeze(0)
     else:
-        a_h = unilm_axis_weights(src_h, dst_h, device=grid.device)  # [dst_h, src_h]
-        a_w = unilm_axis_weights(src_w, dst_w, device=grid.device)  # [dst_w, src_w]
-        grid = a_h @ grid @ a_w.t()  # [heads, dst_h, dst_w]
+        if src_h == src_w:  # a square source (every BEiT checkpoint): both axes in one pass
+            a_h, a_w = _unilm_weights(src_h, (dst_h, dst_w), grid.device)
+        else:
+            (a_h,), (a_w,) = (_unilm_weights(src_h, (dst_h,), grid.device),
+                              _unilm_weights(src_w, (dst_w,), grid.device))
+        grid = a_h @ grid @ a_w.t()  # [dst_h, src_h] @ [heads, src_h, src_w] @ [src_w, dst_w]
     grid = grid.permute(1, 2, 0).reshape(dst_h * dst_w, num_heads).to(table.dtype)
     return torch.cat([grid, table[-NUM_EXTRA_REL_TOKENS:]], dim=0)
 
@@ -135,18 +138,25 @@ def unilm_axis_weights(src_len: int, dst_len: Size,
     Returns:
         fp32 [dst_len, src_len]
     """
+    return _unilm_weights(src_len, (dst_len,), device)[0]
+
+
+def _unilm_weights(src_len: int, dst_lens: Sequence[Size],
+                   device: Union[str, torch.device, None]) -> List[torch.Tensor]:
+    """:func:`unilm_axis_weights` for k destination lengths, the node and spline work batched."""
     src_half = src_len // 2
-    # destination offsets -T .. T, and T as a 0-d tensor for the comparisons
-    targets = torch.arange(dst_len, dtype=torch.float32, device=device) - (dst_len // 2)
+    # destination offsets -T .. T of each axis, and every T as a tensor for the comparisons
+    targets = [torch.arange(d, dtype=torch.float32, device=device) - (d // 2) for d in dst_lens]
     if src_half == 0:  # a 1-offset axis: its one value everywhere
-        return torch.ones(targets.shape[0], 1, device=device)
-    dst_half = targets[-1]
+        return [torch.ones(t.shape[0], 1, device=device) for t in targets]
+    dst_half = torch.stack([t[-1] for t in targets])  # [k]
     powers = torch.arange(src_half, dtype=torch.float32, device=device)  # 0 .. n-1
-    q = _bisect_ratio(powers, dst_half)
+    q = _bisect_ratio(powers, dst_half)  # [k]
     q = torch.where(dst_half == src_half, torch.ones_like(q), q)
-    dis = torch.cumsum(q ** powers, 0)  # [1, 1+q, 1+q+q^2, ...]
-    nodes = torch.cat([-dis.flip(0), dis.new_zeros(1), dis])  # [src_len], increasing
-    return _spline_weights(nodes, targets)
+    dis = torch.cumsum(q[:, None] ** powers, 1)  # [k, n]: 1, 1+q, 1+q+q^2, ...
+    nodes = torch.cat([-dis.flip(1), dis.new_zeros(len(targets), 1), dis], 1)  # [k, src_len]
+    slopes = _not_a_knot_slopes(nodes) if src_len > 3 else [None] * len(targets)
+    return [_spline_weights(nodes[i], targets[i], slopes[i]) for i in range(len(targets))]
 
 
 def _bisect_ratio(powers: torch.Tensor, dst_half: torch.Tensor) -> torch.Tensor:
@@ -158,32 +168,30 @@ def _bisect_ratio(powers: torch.Tensor, dst_half: torch.Tensor) -> torch.Tensor:
     loop, by counting the bracket points whose progression stays <= dst_half
     (it grows with q), first every 512th point, then the 511 points after the
     last one below: two tensor steps instead of 19, the same q up to fp32
-    rounding.
+    rounding (rarely one bracket, 1.9e-6, apart).
 
     Args:
         powers: [n] exponents 0 .. n-1 (n = src_len // 2).
-        dst_half: 0-d, the outermost destination offset.
+        dst_half: [k] outermost destination offsets.
 
     Returns:
-        0-d q.
+        [k] q.
     """
     halvings = _BISECTION_STEPS - 1
     width = (_Q_HIGH - _Q_LOW) / 2 ** halvings  # of the last bracket
     fine = 2 ** (halvings // 2)
     coarse = 2 ** halvings // fine
-
-    def points_below(index: torch.Tensor) -> torch.Tensor:  # index: [k] bracket points
-        reach = ((_Q_LOW + index * width)[:, None] ** powers).sum(1)  # [k]
-        return (reach <= dst_half).sum()
-
     steps = torch.arange(1, coarse, dtype=torch.float32, device=powers.device)
-    base = points_below(steps * fine) * fine
-    low = base + points_below(base + torch.arange(1, fine, dtype=torch.float32,
-                                                  device=powers.device))
+    reach = ((_Q_LOW + steps * fine * width)[:, None] ** powers).sum(1)  # [coarse-1]
+    base = (reach[None] <= dst_half[:, None]).sum(1) * fine  # [k] bracket points below
+    index = base[:, None] + torch.arange(1, fine, dtype=torch.float32, device=powers.device)
+    reach = ((_Q_LOW + index * width)[..., None] ** powers).sum(-1)  # [k, fine-1]
+    low = base + (reach <= dst_half[:, None]).sum(1)  # [k] the bracket [low, low+1]
     return _Q_LOW + (low + 0.5) * width
 
 
-def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor,
+                    slopes: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Weights of the not-a-knot cubic spline through ``nodes`` evaluated at ``targets``.
 
     ``spline(targets) = W @ values`` for the spline that interpolates
@@ -195,6 +203,7 @@ def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Args:
         nodes: [n] increasing (n >= 3 static).
         targets: [m]
+        slopes: [n, n] :func:`_not_a_knot_slopes` of the nodes, if made already.
 
     Returns:
         [m, n]
@@ -207,7 +216,8 @@ def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.stack([(t - x1) * (t - x2) / ((x0 - x1) * (x0 - x2)),
                             (t - x0) * (t - x2) / ((x1 - x0) * (x1 - x2)),
                             (t - x0) * (t - x1) / ((x2 - x0) * (x2 - x1))], dim=1)
-    slopes = _not_a_knot_slopes(nodes)  # [n, n]: slopes at the nodes = slopes @ values
+    if slopes is None:
+        slopes = _not_a_knot_slopes(nodes[None])[0]
     # interval [nodes[j], nodes[j+1]] of each target, j in 0 .. n-2
     j = (t[:, None] >= nodes[None, 1:-1]).sum(1)  # [m]
     left = (cols[None, :] == j[:, None]).to(nodes.dtype)  # [m, n] one-hot of node j
@@ -225,7 +235,7 @@ def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _not_a_knot_slopes(nodes: torch.Tensor, squarings: int = 6) -> torch.Tensor:
-    """[n, n] matrix S with ``S @ values`` = the not-a-knot spline's slopes at the nodes (n >= 4).
+    """Matrices S with ``S @ values`` = the not-a-knot spline's slopes at the nodes.
 
     The slopes solve SciPy's tridiagonal system (``CubicSpline``): continuity of
     the second derivative at the inner nodes; at the ends, continuity of the
@@ -236,40 +246,48 @@ def _not_a_knot_slopes(nodes: torch.Tensor, squarings: int = 6) -> torch.Tensor:
     q / (1 + q) at the ends). So ``M^-1 = (I - N)^-1 D^-1`` with the Jacobi matrix
     ``N = -D^-1 (M - D)``, and ``(I - N)^-1 = (I + N)(I + N^2)(I + N^4)...``:
     ``squarings`` = 6 reaches N^127, an error below 0.6^128 (far under fp32
-    rounding). Matrix products only, no ``linalg.solve`` (which has no ONNX op)
-    and no loop over n. The end slopes follow from the first and last rows.
+    rounding; verified against SciPy for end intervals up to 30x their
+    neighbour). Matrix products only, no ``linalg.solve`` (which has no ONNX
+    op) and no loop over n. The end slopes follow from the first and last rows.
+
+    Args:
+        nodes: [k, n] increasing along n (n >= 4 static).
+
+    Returns:
+        [k, n, n]
     """
-    n = nodes.shape[0]
-    h = nodes[1:] - nodes[:-1]  # [n-1] interval widths
+    k, n = nodes.shape
+    h = nodes[:, 1:] - nodes[:, :-1]  # [k, n-1] interval widths
     eye = torch.eye(n, dtype=nodes.dtype, device=nodes.device)
-    delta = (eye[1:] - eye[:-1]) / h[:, None]  # [n-1, n]: divided differences of the values
-    d0, d1 = h[0] + h[1], h[-2] + h[-1]
-    # right-hand sides of the n rows, each a row vector over the values: [n, n]
-    first = ((h[0] + 2 * d0) * h[1] * delta[0] + h[0] ** 2 * delta[1]) / d0
-    last = (h[-1] ** 2 * delta[-2] + (2 * d1 + h[-1]) * h[-2] * delta[-1]) / d1
-    inner = 3 * (h[1:, None] * delta[:-1] + h[:-1, None] * delta[1:])  # [n-2, n]
-    # the system of the inner slopes s_1 .. s_{n-2}: rows i = 1 .. n-2 read
-    # sub_i s_{i-1} + diag_i s_i + sup_i s_{i+1}, the ends made by the row differences
-    rhs = torch.cat([(inner[0] - first)[None], inner[1:-1], (inner[-1] - last)[None]])
+    delta = (eye[1:] - eye[:-1]) / h[:, :, None]  # [k, n-1, n]: divided differences
+    h0, h1, h_2, h_1 = h[:, :1], h[:, 1:2], h[:, -2:-1], h[:, -1:]  # [k, 1] each
+    d0, d1 = h0 + h1, h_2 + h_1
+    # right-hand sides of the n rows, each a row vector over the values: [k, n]
+    first = ((h0 + 2 * d0) * h1 * delta[:, 0] + h0 ** 2 * delta[:, 1]) / d0
+    last = (h_1 ** 2 * delta[:, -2] + (2 * d1 + h_1) * h_2 * delta[:, -1]) / d1
+    inner = 3 * (h[:, 1:, None] * delta[:, :-1] + h[:, :-1, None] * delta[:, 1:])  # [k, n-2, n]
+    # the system of the inner slopes s_1 .. s_{n-2}: row i reads
+    # sub_i s_{i-1} + diag_i s_i + sup_i s_{i+1}, the end rows made by the row differences
+    rhs = torch.cat([(inner[:, 0] - first)[:, None], inner[:, 1:-1],
+                     (inner[:, -1] - last)[:, None]], 1)  # [k, m, n]
     m = n - 2
-    diag = torch.cat([d0[None], 2 * (h[1:-2] + h[2:-1]), d1[None]])  # [m]
-    sub, sup = h[2:], h[:-2]  # [m-1]: sub of rows 2 .. n-2, sup of rows 1 .. n-3
+    diag = torch.cat([d0, 2 * (h[:, 1:-2] + h[:, 2:-1]), d1], 1)  # [k, m]
+    zero = h.new_zeros(k, 1)
+    sub = torch.cat([zero, h[:, 2:]], 1)  # [k, m]: rows 2 .. n-2 have h_i left of the diagonal
+    sup = torch.cat([h[:, :-2], zero], 1)  # [k, m]: rows 1 .. n-3 have h_{i-1} right of it
     rows = torch.arange(m, device=nodes.device)
     below = (rows[None, :] == rows[:, None] - 1).to(nodes.dtype)  # [m, m] (r, r-1)
     above = (rows[None, :] == rows[:, None] + 1).to(nodes.dtype)  # [m, m] (r, r+1)
-    zero = h.new_zeros(1)
-    off = (torch.cat([zero, sub])[:, None] * below
-           + torch.cat([sup, zero])[:, None] * above)  # [m, m]
-    jacobi = -off / diag[:, None]  # [m, m]
+    jacobi = -(sub[:, :, None] * below + sup[:, :, None] * above) / diag[:, :, None]  # [k, m, m]
     inverse = torch.eye(m, dtype=nodes.dtype, device=nodes.device) + jacobi
     power = jacobi
-    for _ in range(squarings):  # (I + N)(I + N^2)...: the Neumann series up to N^(2^(k+1)-1)
+    for _ in range(squarings):  # (I + N)(I + N^2)...: the Neumann series up to N^(2^(i+1)-1)
         power = power @ power
         inverse = inverse + inverse @ power
-    slopes_inner = inverse @ (rhs / diag[:, None])  # [m, n]
-    s_first = (first - d0 * slopes_inner[0]) / h[1]
-    s_last = (last - d1 * slopes_inner[-1]) / h[-2]
-    return torch.cat([s_first[None], slopes_inner, s_last[None]])
+    inner_slopes = inverse @ (rhs / diag[:, :, None])  # [k, m, n]
+    first_slope = (first - d0 * inner_slopes[:, 0]) / h1  # [k, n]
+    last_slope = (last - d1 * inner_slopes[:, -1]) / h_2
+    return torch.cat([first_slope[:, None], inner_slopes, last_slope[:, None]], 1)
 
 
 def resize_abs_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],

@@ -60,7 +60,7 @@ def unilm_reference(table: torch.Tensor, src: tuple, dst: tuple) -> torch.Tensor
 
 
 def smooth_table(window: tuple, heads: int, seed: int = 0, scale: float = 3.8) -> torch.Tensor:
-    """A learned-looking table: a peak at offset 0 plus random low-frequency waves, max |.| = scale."""
+    """A learned-looking table: a peak at offset 0 and random smooth waves, max abs = scale."""
     g = torch.Generator().manual_seed(seed)
     h, w = 2 * window[0] - 1, 2 * window[1] - 1
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing='ij')
@@ -172,7 +172,8 @@ def test_timm_scipy_path_needs_the_removed_interp2d(monkeypatch):
     monkeypatch.setattr(timm_rel, '_USE_SCIPY', True)
     table = smooth_table(SRC, heads=2)
     try:
-        theirs = timm_rel.resize_rel_pos_bias_table(table, (24, 24), (rel_pos_table_size((24, 24)), 2))
+        theirs = timm_rel.resize_rel_pos_bias_table(table, (24, 24),
+                                                    (rel_pos_table_size((24, 24)), 2))
     except NotImplementedError as e:
         assert 'interp2d' in str(e)
     else:

@@ -59,7 +59,8 @@ class BEiTAttention(nn.Module):
         if self.q_bias is not None:
             k_bias = torch.zeros_like(self.v_bias)  # no k bias: a constant, never learned
             qkv = qkv + torch.cat([self.q_bias, k_bias, self.v_bias]).to(qkv.dtype)
-        q, k, v = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, heads, N, C/heads] each
         attn_bias = self.rel_pos_bias(window_size) if self.rel_pos_bias is not None else None
         if shared_bias is not None:
             attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias

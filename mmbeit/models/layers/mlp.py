@@ -4,7 +4,7 @@ import torch.nn as nn
 
 
 class Mlp(nn.Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout (each a module, so hooks and replacements see it)."""
+    """fc1 -> GELU -> dropout -> fc2 -> dropout, each a module (hooks and replacements see it)."""
 
     def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.) -> None:
         super().__init__()

@@ -69,5 +69,12 @@ class BEiTAttention(nn.Module):
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.)  # [B, heads, N, C/heads]
-        x = x.transpose(1, 2).reshape(B, N, C)
+        x = x.transpose(1, 2)  # [B, N, heads, C/heads]
+        if torch.compiler.is_exporting():
+            # SDPA's memory layout depends on its CPU kernel (math when an input needs
+            # grad, flash otherwise), and the ONNX exporter re-traces the graph with
+            # another choice than torch.export made: a reshape recorded as a free view
+            # then fails ("Cannot view a tensor"). A copy fixes the layout; eager skips it.
+            x = x.clone(memory_format=torch.contiguous_format)
+        x = x.reshape(B, N, C)
         return self.proj_drop(self.proj(x))

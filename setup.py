@@ -32,10 +32,17 @@ def read_version() -> str:
 
 
 def read_requirements(name: str) -> list:
+    """Requirement lines of requirements/<name>; ``-r other.txt`` lines are expanded."""
     path = osp.join(osp.dirname(__file__), 'requirements', name)
+    reqs = []
     with open(path) as f:
-        return [line.strip() for line in f
-                if line.strip() and not line.startswith('#')]
+        for line in f:
+            line = line.strip()
+            if line.startswith('-r '):
+                reqs += read_requirements(line[3:].strip())
+            elif line and not line.startswith('#'):
+                reqs.append(line)
+    return reqs
 
 
 setup(
@@ -48,6 +55,7 @@ setup(
                              '.mim/configs/*/*/*.py', '.mim/configs/*/*.yml']},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={'tests': read_requirements('tests.txt'),
+                    'deploy': read_requirements('deploy.txt')},
     license='Apache License 2.0',
 )

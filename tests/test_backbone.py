@@ -190,22 +190,3 @@ def test_224_checkpoint_runs_at_larger_and_non_square_sizes(size):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             assert torch.allclose(src(x)[0], dst(x)[0], atol=1e-5)
-
-
-def test_cpu_inference_linear_path_equals_f_linear():
-    """The oneDNN inference path (packed weights, fused GELU) gives F.linear's results."""
-    import torch.nn.functional as F
-
-    from mmbeit.models.layers import cpu_linear
-    torch.manual_seed(0)
-    x, w, b = torch.randn(3, 17, 64), torch.randn(256, 64), torch.randn(256)
-    with torch.no_grad():
-        assert torch.allclose(cpu_linear.linear(x, w, b), F.linear(x, w, b), atol=1e-5)
-        assert torch.allclose(cpu_linear.linear(x, w, b, gelu=True), F.gelu(F.linear(x, w, b)), atol=1e-5)
-        w.add_(1.0)  # a changed weight is packed again
-        assert torch.allclose(cpu_linear.linear(x, w, b), F.linear(x, w, b), atol=1e-5)
-    model = tiny()
-    with torch.no_grad():
-        fast = model(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))[0]
-    ref = model(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))[0]  # autograd: F.linear
-    assert torch.allclose(fast, ref.detach(), atol=1e-5)

@@ -145,14 +145,20 @@ def test_transformers_image_classification_logits(image, mean_pooling):
 
 
 def test_transformers_other_input_size(image):
-    """A 64-pixel model run at 96 pixels == transformers with interpolate_pos_encoding."""
+    """A 64-pixel model run at 96 pixels with ``rel_pos_resize='bilinear'`` == transformers
+    with interpolate_pos_encoding (the default, unilm's resize, differs)."""
     from transformers import BeitModel
     ref = randomize_(BeitModel(_hf_config(use_absolute_position_embeddings=True)))
-    model = ours(out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True)
+    model = ours(out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True,
+                 rel_pos_resize='bilinear')
     load_pretrained(model, ref.state_dict())
+    unilm = ours(out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True)
+    load_pretrained(unilm, ref.state_dict())
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
-        assert_close(model(x)[0], ref(pixel_values=x, interpolate_pos_encoding=True).pooler_output)
+        want = ref(pixel_values=x, interpolate_pos_encoding=True).pooler_output
+        assert_close(model(x)[0], want)
+        assert (unilm(x)[0] - want).abs().max() > 10 * TOL
 
 
 # ----------------------------------------------------------------------- timm

@@ -28,22 +28,39 @@ def test_rel_pos_resize_to_the_same_window_is_identity(window, heads, seed):
 
 
 @FAST
-@given(src=windows, dst=windows, heads=st.integers(1, 4), seed=st.integers(0, 2**16))
-def test_rel_pos_resize_shape_and_cls_rows(src, dst, heads, seed):
+@given(src=windows, dst=windows, heads=st.integers(1, 4), seed=st.integers(0, 2**16),
+       mode=st.sampled_from(['unilm', 'bilinear']))
+def test_rel_pos_resize_shape_and_cls_rows(src, dst, heads, seed, mode):
     table = _table(src, heads, seed)
-    out = resize_rel_pos_table(table, src, dst)
+    out = resize_rel_pos_table(table, src, dst, mode)
     assert out.shape == (rel_pos_table_size(dst), heads)
     assert torch.equal(out[-NUM_EXTRA_REL_TOKENS:], table[-NUM_EXTRA_REL_TOKENS:])
-    # bilinear interpolation never leaves the range of the grid it interpolates
     grid, new = table[:-NUM_EXTRA_REL_TOKENS], out[:-NUM_EXTRA_REL_TOKENS]
-    assert new.min() >= grid.min() - 1e-5 and new.max() <= grid.max() + 1e-5
+    if mode == 'bilinear':  # bilinear interpolation never leaves the range of its grid
+        assert new.min() >= grid.min() - 1e-5 and new.max() <= grid.max() + 1e-5
+
+
+def _grid(table, window):
+    return table[:-NUM_EXTRA_REL_TOKENS].reshape(2 * window[0] - 1, 2 * window[1] - 1, -1)
 
 
 @FAST
-@given(src=windows, dst=windows, value=st.floats(-10, 10, allow_nan=False))
-def test_rel_pos_resize_of_a_constant_table_is_constant(src, dst, value):
+@given(src=windows, dst=windows, heads=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_unilm_resize_keeps_the_offsets_next_to_zero(src, dst, heads, seed):
+    """unilm's source nodes 0 and +-1 stay at 0 and +-1: those biases are kept exactly."""
+    table = _table(src, heads, seed)
+    a, b = _grid(table, src), _grid(resize_rel_pos_table(table, src, dst), dst)
+    rh, rw = min(src[0], dst[0], 2) - 1, min(src[1], dst[1], 2) - 1  # offsets |d| <= 1 in both
+    assert torch.equal(b[dst[0] - 1 - rh:dst[0] + rh, dst[1] - 1 - rw:dst[1] + rw],
+                       a[src[0] - 1 - rh:src[0] + rh, src[1] - 1 - rw:src[1] + rw])
+
+
+@FAST
+@given(src=windows, dst=windows, value=st.floats(-10, 10, allow_nan=False),
+       mode=st.sampled_from(['unilm', 'bilinear']))
+def test_rel_pos_resize_of_a_constant_table_is_constant(src, dst, value, mode):
     table = torch.full((rel_pos_table_size(src), 3), value)
-    out = resize_rel_pos_table(table, src, dst)
+    out = resize_rel_pos_table(table, src, dst, mode)
     torch.testing.assert_close(out, torch.full_like(out, value), rtol=0, atol=1e-5)
 
 

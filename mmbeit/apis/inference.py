@@ -503,7 +503,7 @@ TASK_INFERENCE: Dict[str, Callable[[Any, ImageLike], dict]] = {
 
 
 def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = None,
-                    device: str = 'cpu') -> dict:
+                    device: str = 'cpu', config: Any = None) -> dict:
     """Predict one image with a model of the zoo, a config or a built model.
 
     Args:
@@ -514,6 +514,8 @@ def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = No
         image: file path or BGR ``uint8`` array [H, W, 3].
         checkpoint: weights in any format mmbeit converts (path, URL, transformers folder).
         device: where a model that is built here runs. Defaults to ``'cpu'``.
+        config: the config (path or Config) of an exported ``.onnx`` file given as
+            ``model``; it runs in onnxruntime (:func:`mmbeit.deployment.build_onnx_model`).
 
     Returns:
         Classification: dict(pred_label=int, pred_score=float, pred_scores=ndarray
@@ -521,6 +523,11 @@ def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = No
         Segmentation: dict(pred_mask=int64 ndarray [H, W], seg_logits=...).
     """
     import torch.nn as nn
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith('.onnx'):
+        if config is None:
+            raise ValueError(f'{os.fspath(model)} is an ONNX file: pass its config=')
+        from mmbeit.deployment import build_onnx_model
+        model = build_onnx_model(model, config)
     if isinstance(model, nn.Module):
         if not hasattr(model, 'cfg'):
             raise ValueError('the model has no .cfg; build it with mmbeit.apis.get_model')

@@ -17,7 +17,8 @@ from mmbeit.registry import MODELS
 from ..layers.patch_embed import PatchEmbed
 from ..layers.relative_position_bias import RelativePositionBias
 from ..layers.transformer_layer import BEiTTransformerLayer
-from ..utils.pos_resize import resize_abs_pos_embed
+from ..utils.pos_resize import (check_rel_pos_resize_mode,
+                                resize_abs_pos_embed)
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -74,6 +75,12 @@ class BEiT(BaseModule):
         use_rel_pos_bias: a relative position bias per layer (fine-tuning).
         use_shared_rel_pos_bias: one relative position bias for all layers (pretraining).
         use_mask_token: learn a mask token for masked image modeling.
+        rel_pos_resize: how relative position tables (shared and per layer) are
+            resized when an input of another size arrives: 'unilm' (default; the
+            BEiT paper's geometric offsets and cubic spline, as a model built for
+            that size from the same checkpoint gets on load) or 'bilinear'
+            (transformers' ``interpolate_pos_encoding``). See
+            :mod:`mmbeit.models.utils.pos_resize`.
         final_norm: LayerNorm on the last layer's output. Defaults to None: True
             unless ``out_type='avg_featmap'`` (which has its own ``fc_norm``).
         norm_eps: LayerNorm epsilon.
@@ -92,6 +99,7 @@ class BEiT(BaseModule):
                  qkv_bias: bool = True, layer_scale_init_value: float = 0.1,
                  use_abs_pos_emb: bool = False, use_rel_pos_bias: bool = True,
                  use_shared_rel_pos_bias: bool = False, use_mask_token: bool = False,
+                 rel_pos_resize: str = 'unilm',
                  final_norm: Optional[bool] = None, norm_eps: float = 1e-6, with_cp: bool = False,
                  frozen_stages: int = -1, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -128,7 +136,9 @@ class BEiT(BaseModule):
         self.pos_embed = (nn.Parameter(torch.zeros(1, 1 + num_patches, C))
                           if use_abs_pos_emb else None)
         self.drop_after_pos = nn.Dropout(drop_rate)
-        self.rel_pos_bias = (RelativePositionBias(self.patch_resolution, self.num_heads)
+        self.rel_pos_resize = check_rel_pos_resize_mode(rel_pos_resize)
+        self.rel_pos_bias = (RelativePositionBias(self.patch_resolution, self.num_heads,
+                                                  rel_pos_resize)
                              if use_shared_rel_pos_bias else None)
         self.use_rel_pos_bias = use_rel_pos_bias
 
@@ -139,7 +149,8 @@ class BEiT(BaseModule):
                 window_size=self.patch_resolution if use_rel_pos_bias else None,
                 qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
                 drop_path_rate=dpr[i], layer_scale_init_value=layer_scale_init_value,
-                norm_eps=norm_eps) for i in range(self.num_layers)])
+                norm_eps=norm_eps, rel_pos_resize=rel_pos_resize)
+            for i in range(self.num_layers)])
         self.norm = nn.LayerNorm(C, eps=norm_eps) if final_norm else None
         self.fc_norm = nn.LayerNorm(C, eps=norm_eps) if out_type == 'avg_featmap' else None
 

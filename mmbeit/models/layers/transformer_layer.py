@@ -23,17 +23,18 @@ class BEiTTransformerLayer(nn.Module):
         drop_path_rate: stochastic depth of this layer.
         layer_scale_init_value: initial gamma; 0 disables layer scale.
         norm_eps: LayerNorm epsilon.
+        rel_pos_resize: run-time resizing of the per-layer table, 'unilm' or 'bilinear'.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
                  window_size: Optional[Tuple[int, int]] = None, qkv_bias: bool = True,
                  drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0., layer_scale_init_value: float = 0.1,
-                 norm_eps: float = 1e-6) -> None:
+                 norm_eps: float = 1e-6, rel_pos_resize: str = 'unilm') -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn = BEiTAttention(embed_dims, num_heads, window_size, qkv_bias,
-                                  attn_drop_rate, drop_rate)
+                                  attn_drop_rate, drop_rate, rel_pos_resize)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.mlp = Mlp(embed_dims, feedforward_channels, drop_rate)

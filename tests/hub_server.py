@@ -23,7 +23,7 @@ import re
 import threading
 from typing import Dict, List, Tuple
 
-__all__ = ['HubServer']
+__all__ = ['HubServer', 'serve_folder']
 
 _RESOLVE = re.compile(r'^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$')
 _API = re.compile(r'^/api/models/([^/]+/[^/]+)/revision/([^/]+)$')
@@ -138,6 +138,28 @@ class HubServer:
         self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class serve_folder:  # noqa: N801  (used as a context manager, like open())
+    """A plain http server on 127.0.0.1 serving ``folder``; ``with serve_folder(d) as url``."""
+
+    def __init__(self, folder: str) -> None:
+        import functools
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+
+    def __enter__(self) -> str:
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return f'http://127.0.0.1:{self._httpd.server_address[1]}'
 
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()

@@ -203,6 +203,13 @@ def test_seed_004_the_mmpretrain_page(zoo, monkeypatch):
     assert ns['predict']['pred_class'] in imagenet1k_class_names()
     assert isinstance(ns['out'], tuple) and isinstance(ns['feats'], tuple)
     assert ns['feats'][0].shape[-1] == 64
+    # the README's example is the same: it runs as well
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        readme = f.read().split('## Using it', 1)[1]
+    # (the weights are in the download cache by now; the server is closed)
+    ns = _run(re.findall(r'```python\n(.*?)```', readme, flags=re.S)[:1], monkeypatch)
+    assert ns['pred']['pred_class'] in imagenet1k_class_names()
+    assert ns['feats'][0].shape == (1, 197, 64)  # the MIM backbone's tokens
     # the shell commands name tools and configs that exist, and the zoo's own weights
     commands = [c.split() for c in SECTIONS['004']['shell'][0].strip().splitlines()]
     for argv in commands:

@@ -284,7 +284,7 @@ def test_ade_mechanism_zoo_layers_and_the_transformers_option(tmp_path, hub, mon
         'segmentation', **dict(TINY, image_size=64, out_indices=layers, id2label=_labels(4),
                                pool_scales=[1, 2, 3, 6], auxiliary_channels=8,
                                layer_norm_eps=1e-6)))
-    hub.add_folder('test/beit-tiny-finetuned-ade', _save(hf, tmp_path / 'ade'))
+    hub.add_folder('test/beit-tiny-ade', _save(hf, tmp_path / 'ade'))
     (tmp_path / 'tiny_ade.py').write_text(textwrap.dedent(f"""\
         _base_ = {osp.join(ROOT, 'configs', 'upernet_beit',
                            'upernet_beit-large_hf-ade20k-640x640.py')!r}
@@ -302,16 +302,16 @@ def test_ade_mechanism_zoo_layers_and_the_transformers_option(tmp_path, hub, mon
     (tmp_path / 'model-index.yml').write_text(textwrap.dedent("""\
         Models:
           - Name: upernet_beit-tiny_hf-test
-            Aliases: [test/beit-tiny-finetuned-ade]
+            Aliases: [test/beit-tiny-ade]
             In Collection: UperNet-BEiT
             Config: tiny_ade.py
-            Weights: https://huggingface.co/test/beit-tiny-finetuned-ade/resolve/main/model.safetensors
+            Weights: https://huggingface.co/test/beit-tiny-ade/resolve/main/model.safetensors
         """))
     monkeypatch.setenv('MMBEIT_MODEL_INDEX', str(tmp_path / 'model-index.yml'))
     model_zoo.clear_cache()
     try:
-        zoo = get_model('test/beit-tiny-finetuned-ade', pretrained=True)
-        as_hf = get_model('test/beit-tiny-finetuned-ade', pretrained=True,
+        zoo = get_model('test/beit-tiny-ade', pretrained=True)
+        as_hf = get_model('test/beit-tiny-ade', pretrained=True,
                           backbone=dict(out_indices=[i - 2 for i in layers]))
         by_name = get_model('upernet_beit-tiny_hf-test', pretrained=True)  # Weights via the hub
     finally:
@@ -349,8 +349,9 @@ def test_a_fresh_process_reads_the_env_and_works_offline_from_the_cache(tmp_path
     with HubServer() as server:
         server.add_folder('someone/beit-tiny', folder)
         env['HF_ENDPOINT'] = server.url
-        subprocess.run([sys.executable, str(script), 'someone/beit-tiny', str(tmp_path / 'a.pt')],
-                       env=env, check=True, capture_output=True, cwd=str(tmp_path), timeout=300)
+        subprocess.run([sys.executable, str(script), 'someone/beit-tiny',
+                        str(tmp_path / 'a.pt')], env=env, check=True, capture_output=True,
+                       cwd=str(tmp_path), timeout=300)
     offline = dict(env, HF_HUB_OFFLINE='1')  # the server is gone: the cache serves
     subprocess.run([sys.executable, str(script), 'someone/beit-tiny', str(tmp_path / 'b.pt')],
                    env=offline, check=True, capture_output=True, cwd=str(tmp_path), timeout=300)

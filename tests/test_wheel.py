@@ -45,8 +45,9 @@ def wheel_env(tmp_path_factory):
     assert wheel.startswith('mmbeit-') and wheel.endswith('.whl')
     venv.create(tmp / 'venv', with_pip=False)
     python = str(tmp / 'venv' / 'bin' / 'python')
-    site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+        capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', site,
                     str(tmp / 'dist' / wheel)], check=True, env=env, capture_output=True,
                    timeout=300)

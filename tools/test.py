@@ -10,8 +10,8 @@ from mmbeit.apis.run import DictAction, build_runner_cfg, test
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a BEiT model')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint: file path, URL, model folder or Hugging Face '
-                        'hub id (owner/name, hf-hub:owner/name[@revision])')
+    parser.add_argument('checkpoint', help='checkpoint: file path, URL, model folder or '
+                        'Hugging Face hub id (owner/name, hf-hub:owner/name[@revision])')
     parser.add_argument('--work-dir', help='where logs and results go')
     parser.add_argument('--out', help='dump predictions to this .pkl file (metrics always go to WORK_DIR/test_metrics.json)')
     parser.add_argument('--show-dir', help='write visualized predictions (overlays) to this folder')

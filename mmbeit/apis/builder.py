@@ -260,4 +260,3 @@ def _num_classes(model: Any) -> Optional[int]:
     if num is None and getattr(model, 'decode_head', None) is not None:
         num = getattr(model.decode_head, 'out_channels', None)
     return num
-

@@ -261,8 +261,8 @@ def config_from_timm(config: Mapping, source: str = 'config.json'):
                  data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std,
                                         to_rgb=True))
     return Config(dict(
-        default_scope='mmpretrain', custom_imports=dict(imports=['mmbeit'],
-                                                         allow_failed_imports=False),
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
         model=model, test_pipeline=pipeline, source_config=source,
         test_dataloader=dict(batch_size=1, num_workers=0, dataset=dict(
             type='CustomDataset', data_root='', with_label=False, metainfo=_meta(classes),

@@ -148,8 +148,9 @@ def load_model_index(paths: Optional[Sequence[str]] = None) -> Dict[str, ModelIn
         for alias in info.aliases:
             key = alias.lower()
             if key in models or key in seen:
+                other = 'a model name' if key in models else f'an alias of {seen[key]}'
                 raise ValueError(f'alias {alias!r} of {info.name} ({info.metafile}) is also '
-                                 f'{"a model name" if key in models else "an alias of " + seen[key]}')
+                                 f'{other}')
             seen[key] = info.name
     _INDEX_CACHE[paths] = models
     return models

@@ -13,7 +13,7 @@ import copy
 import os
 import os.path as osp
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -257,4 +257,3 @@ def visualize_mim(model: torch.nn.Module, image: Union[str, np.ndarray], out_fil
     save_mim_grid(out_file, result['image'], result['mask'], result['target'], result['pred'],
                   num_tokens=result['num_tokens'], scale=scale)
     return result
-

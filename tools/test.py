@@ -1,4 +1,4 @@
-"""Test a model from a config and a checkpoint (path, URL, model folder or hub id; any BEiT format)."""
+"""Test a model: a config and a checkpoint (path, URL, model folder or hub id; any format)."""
 import argparse
 import json
 import os

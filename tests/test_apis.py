@@ -95,7 +95,8 @@ def test_list_models():
     assert 'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k' in names
     base = list_models('beit-base')
     assert base and all(n.startswith('beit-base') for n in base)
-    assert list_models('BEIT_BEIT-BASE') == ['beit_beit-base-p16_8xb256-amp-coslr-300e_in1k']
+    assert list_models('BEIT_BEIT-BASE') == ['beit_beit-base-p16_3rdparty_in21k',
+                                             'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k']
     assert list_models('*384px') == ['beit-base-p16_beit-in21k-pre_3rdparty_in1k-384px']
     cls = list_models('beit', task='Image Classification')
     assert 'beit-base-p16_beit-in21k-pre_3rdparty_in1k' in cls

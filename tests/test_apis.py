@@ -19,7 +19,7 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 
 from mmbeit.apis import get_model, inference_model, list_models
-from mmbeit.apis import inference as api
+from mmbeit.apis import builder, model_zoo
 from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,7 +95,8 @@ def test_list_models():
     assert 'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k' in names
     base = list_models('beit-base')
     assert base and all(n.startswith('beit-base') for n in base)
-    assert list_models('BEIT_BEIT-BASE') == ['beit_beit-base-p16_8xb256-amp-coslr-300e_in1k']
+    assert list_models('BEIT_BEIT-BASE') == ['beit_beit-base-p16_3rdparty_in21k',
+                                             'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k']
     assert list_models('*384px') == ['beit-base-p16_beit-in21k-pre_3rdparty_in1k-384px']
     cls = list_models('beit', task='Image Classification')
     assert 'beit-base-p16_beit-in21k-pre_3rdparty_in1k' in cls
@@ -109,8 +110,10 @@ def test_unknown_name_suggests_close_names():
 
 
 def test_import_is_lazy():
-    code = ('import sys, mmbeit.apis; assert "mmbeit.apis.inference" not in sys.modules; '
-            'mmbeit.apis.list_models; assert "mmbeit.apis.inference" in sys.modules')
+    code = ('import sys, mmbeit.apis; '
+            'assert not [m for m in sys.modules if m.startswith("mmbeit.apis.")]; '
+            'mmbeit.apis.list_models; assert "mmbeit.apis.model_zoo" in sys.modules; '
+            'assert "mmbeit.apis.builder" not in sys.modules')
     subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
 
 
@@ -168,9 +171,9 @@ def zoo(tmp_path, monkeypatch):
                       Top 1 Accuracy: 100.0
             """))
         monkeypatch.setenv('MMBEIT_MODEL_INDEX', str(tmp_path / 'model-index.yml'))
-        api._INDEX_CACHE.clear()
+        model_zoo.clear_cache()
         yield 'beit-tiny-p16_test-pre_sample', ref
-    api._INDEX_CACHE.clear()
+    model_zoo.clear_cache()
 
 
 def test_get_model_pretrained_true_loads_the_metafile_weights_over_http(zoo, tmp_path):
@@ -224,7 +227,7 @@ def test_inference_model_path_array_and_built_model_agree(circle_png, tmp_path):
     with pytest.raises(FileNotFoundError, match='image not found'):
         inference_model(get_model(TINY_CFG), str(tmp_path / 'missing.png'))
     with pytest.raises(ValueError, match=r'\[H, W, 3\]'):
-        inference_model(get_model(TINY_CFG), np.zeros((8, 8), np.uint8))
+        inference_model(get_model(TINY_CFG), np.zeros((8, 8, 2), np.uint8))
 
 
 # ------------------------------------------------------------------------- class names
@@ -299,7 +302,7 @@ def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tm
 
     cfg = Config.fromfile(TINY_CFG)
     torch.manual_seed(0)
-    plain = api._build(cfg)
+    plain = builder.build_model(cfg)
     before = {k: v.clone() for k, v in plain.backbone.state_dict().items()}
     plain.init_weights()
     assert all(torch.equal(before[k], v) for k, v in plain.backbone.state_dict().items())
@@ -307,7 +310,7 @@ def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tm
     cfg.merge_from_dict({'model.backbone.init_cfg.type': 'Pretrained',
                          'model.backbone.init_cfg.checkpoint': str(ckpt),
                          'model.backbone.init_cfg.prefix': 'backbone.'})
-    model = api._build(cfg)
+    model = builder.build_model(cfg)
     model.init_weights()
     got = model.backbone.state_dict()
     shared = mim.backbone.rel_pos_bias.table

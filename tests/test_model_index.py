@@ -130,7 +130,7 @@ def test_config_builds_and_extracts_features(config):
 
 
 def test_index_lookup_source_tree_then_package_copy(tmp_path, monkeypatch):
-    from mmbeit.apis import inference as api
+    from mmbeit.apis import model_zoo as api
     monkeypatch.delenv('MMBEIT_MODEL_INDEX', raising=False)
     # an installed wheel: site-packages/mmbeit/.mim/model-index.yml, no setup.py above
     site = tmp_path / 'site-packages'

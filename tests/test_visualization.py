@@ -38,7 +38,8 @@ def test_grid_png_panels(tmp_path):
     np.testing.assert_array_equal(png, grid)
     assert png.shape == (64, 5 * 64 + 4 * 4, 3)
     panels = [png[:, i * 68:i * 68 + 64] for i in range(5)]
-    np.testing.assert_array_equal(panels[0], image.repeat(2, 0).repeat(2, 1))
+    # the image is given in BGR (mmbeit's convention for inputs), drawn in RGB
+    np.testing.assert_array_equal(panels[0], image[..., ::-1].repeat(2, 0).repeat(2, 1))
     assert (panels[1][:32, 32:] == 128).all() and (panels[1][:32, :32] == panels[0][:32, :32]).all()
     pal = token_palette(10)
     np.testing.assert_array_equal(panels[2][40, 40], pal[4])  # patch (1, 1): target 4

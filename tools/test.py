@@ -1,4 +1,4 @@
-"""Test a model from a config and a checkpoint (path or URL, any BEiT format)."""
+"""Test a model: a config and a checkpoint (path, URL, model folder or hub id; any format)."""
 import argparse
 import json
 import os
@@ -10,16 +10,22 @@ from mmbeit.apis.run import DictAction, build_runner_cfg, test
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a BEiT model')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file path or URL')
+    parser.add_argument('checkpoint', help='checkpoint: file path, URL, model folder or '
+                        'Hugging Face hub id (owner/name, hf-hub:owner/name[@revision])')
     parser.add_argument('--work-dir', help='where logs and results go')
-    parser.add_argument('--out', help='dump predictions to this .pkl file (metrics always go to WORK_DIR/test_metrics.json)')
+    parser.add_argument('--out', help='dump predictions to this .pkl file (metrics always go to '
+                        'WORK_DIR/test_metrics.json)')
     parser.add_argument('--show-dir', help='write visualized predictions (overlays) to this folder')
-    parser.add_argument('--tta', action='store_true', help='test-time augmentation (config tta_model/tta_pipeline)')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (config tta_model/tta_pipeline)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK, which mmengine reads
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def main() -> None:

@@ -1,5 +1,17 @@
-"""mmbeit.apis: the model zoo and inference (:mod:`.inference`), segmentation inference
-(:mod:`.seg_inference`) and what the tools run (:mod:`.run`).
+"""mmbeit.apis: the model zoo, building by name, and inference, one module per concern.
+
+================== ===============================================================
+:mod:`.model_zoo`   ``model-index.yml``: ``list_models``, ``get_model_info``, aliases
+:mod:`.hub`         Hugging Face hub ids and downloads (huggingface_hub)
+:mod:`.folder_config` configs from a transformers / timm folder's ``config.json``
+:mod:`.class_names` class names: checkpoint, config.json, config, ImageNet, ADE20K
+:mod:`.builder`     name -> config -> model -> weights (``get_model``)
+:mod:`.image_io`    the one image reader and its colour convention (BGR arrays)
+:mod:`.cls_inference` classification of an image
+:mod:`.seg_inference` segmentation of an image, overlays
+:mod:`.inference`   ``inference_model``: dispatch by task
+:mod:`.run`         what ``tools/train.py`` and ``tools/test.py`` run
+================== ===============================================================
 
 Names are imported on first use, so ``import mmbeit.apis`` stays light.
 """
@@ -7,13 +19,15 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    'list_models': 'inference',
-    'get_model': 'inference',
-    'get_model_info': 'inference',
+    'list_models': 'model_zoo',
+    'get_model_info': 'model_zoo',
+    'register_model_index': 'model_zoo',
+    'get_model': 'builder',
     'inference_model': 'inference',
-    'register_model_index': 'inference',
+    'read_image': 'image_io',
     'init_segmentor': 'seg_inference',
     'inference_segmentor': 'seg_inference',
+    'save_overlay': 'seg_inference',
 }
 
 __all__ = sorted(_LAZY)

@@ -47,7 +47,9 @@ def build_runner_cfg(config: str, cfg_options: Optional[dict] = None,
         if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
             cfg.visualizer.vis_backends = backends + [dict(type='TensorboardVisBackend')]
     if checkpoint is not None:
-        cfg.load_from = checkpoint
+        # hub ids (owner/name, hf-hub:...) and huggingface.co files come through the hub cache
+        from .builder import resolve_weights
+        cfg.load_from = resolve_weights(checkpoint)
     if tta and show_dir is not None and _scope(cfg) == 'mmpretrain':
         raise ValueError('--show-dir and --tta cannot be combined for classification '
                          "(mmpretrain's VisualizationHook draws single-view inputs); run them "

@@ -6,6 +6,10 @@ tokenizer's, one colour per token id), the predicted tokens at the masked
 patches (visible patches dimmed), and the masked patches marked right (green)
 or wrong (red). Token colours are a fixed function of the id, so one token has
 the same colour in every panel and every image.
+
+Colours follow :mod:`mmbeit.apis.image_io`: images given to these functions (paths,
+or arrays in BGR order as ``cv2.imread`` gives them) are read by its
+``read_image``; the grids they draw are pictures for people, RGB as PNG stores them.
 """
 import colorsys
 import os
@@ -93,7 +97,8 @@ def draw_mim_grid(image: np.ndarray,
     """Draw the five panels side by side.
 
     Args:
-        image: RGB uint8 [H, W, 3], the backbone's view.
+        image: BGR uint8 [H, W, 3], the backbone's view (the ``image`` that
+            :func:`predict_mim_tokens` returns).
         mask: bool [h, w] (or flat [h*w], laid out with the image's aspect
             unless a token map is 2-D), True = masked, one per patch.
         target_tokens: int [h, w] (or flat), the tokenizer's tokens.
@@ -109,8 +114,9 @@ def draw_mim_grid(image: np.ndarray,
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f'image: expected RGB uint8 [H, W, 3], got {image.dtype} '
+        raise ValueError(f'image: expected BGR uint8 [H, W, 3], got {image.dtype} '
                          f'{list(image.shape)}')
+    image = np.ascontiguousarray(image[..., ::-1])  # RGB: the grid is drawn for people
     shape = _grid_shape(image.shape[:2], mask, target_tokens, pred_tokens)
     mask = _grid('mask', mask, shape).astype(bool)
     target = _grid('target_tokens', target_tokens, shape).astype(np.int64)
@@ -170,7 +176,9 @@ def predict_mim_tokens(model: torch.nn.Module,
 
     Args:
         model: an ``mmbeit.BEiTPretrain`` (e.g. from ``mmbeit.apis.get_model``).
-        image: a file path, or an RGB uint8 array [H, W, 3].
+        image: a file path, or a BGR uint8 array [H, W, 3] (read by
+            :func:`mmbeit.apis.image_io.read_image`, which also converts grayscale,
+            16-bit and RGBA inputs).
         mask: bool [h, w] (or flat) over the patch grid; default: a BEiT
             blockwise mask drawn with ``seed``.
         num_masking_patches: for the default mask; defaults to 40% of the
@@ -180,7 +188,7 @@ def predict_mim_tokens(model: torch.nn.Module,
         seed: of the default mask. Defaults to 0.
 
     Returns:
-        dict with ``image`` (RGB uint8 [H, W, 3]), ``mask`` (bool [h, w]),
+        dict with ``image`` (the backbone's view, BGR uint8 [H, W, 3]), ``mask`` (bool [h, w]),
         ``target`` and ``pred`` (int64 [h, w]), ``accuracy`` (% of the masked
         patches predicted right) and ``num_tokens``.
     """
@@ -195,13 +203,13 @@ def predict_mim_tokens(model: torch.nn.Module,
     grid = tuple(backbone.patch_resolution)
     second = (grid[0] * tokenizer.downsample, grid[1] * tokenizer.downsample)
 
-    pil = Image.open(image).convert('RGB') if isinstance(image, str) else Image.fromarray(
-        np.asarray(image, dtype=np.uint8))
+    from mmbeit.apis.image_io import read_image
+    pil = Image.fromarray(read_image(image)[..., ::-1])  # RGB for Pillow's resampling
     side = min(pil.size)
     left, top = (pil.size[0] - side) // 2, (pil.size[1] - side) // 2
     pil = pil.crop((left, top, left + side, top + side))
-    view = np.asarray(pil.resize(size[::-1], Image.BICUBIC))
-    tok_view = np.asarray(pil.resize(second[::-1], Image.LANCZOS))
+    view = np.asarray(pil.resize(size[::-1], Image.BICUBIC))[..., ::-1]  # BGR
+    tok_view = np.asarray(pil.resize(second[::-1], Image.LANCZOS))[..., ::-1]
 
     if mask is None:
         from mmbeit.datasets.beit_mask_generator import BEiTMaskGenerator
@@ -214,8 +222,8 @@ def predict_mim_tokens(model: torch.nn.Module,
 
     device = next(model.parameters()).device
 
-    def to_batch(rgb: np.ndarray) -> torch.Tensor:  # BGR, as LoadImageFromFile gives them
-        return torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1)[None]
+    def to_batch(bgr: np.ndarray) -> torch.Tensor:  # BGR, as LoadImageFromFile gives them
+        return torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1)[None]
 
     was_training = model.training
     model.eval()
@@ -232,7 +240,8 @@ def predict_mim_tokens(model: torch.nn.Module,
     pred = pred[0].view(grid).cpu().numpy()
     target = target[0].view(grid).cpu().numpy()
     accuracy = float((pred == target)[mask].mean() * 100) if mask.any() else float('nan')
-    return dict(image=view, mask=mask, target=target, pred=pred, accuracy=accuracy,
+    return dict(image=np.ascontiguousarray(view), mask=mask, target=target, pred=pred,
+                accuracy=accuracy,
                 num_tokens=int(tokenizer.vocab_size))
 
 
@@ -248,4 +257,3 @@ def visualize_mim(model: torch.nn.Module, image: Union[str, np.ndarray], out_fil
     save_mim_grid(out_file, result['image'], result['mask'], result['target'], result['pred'],
                   num_tokens=result['num_tokens'], scale=scale)
     return result
-

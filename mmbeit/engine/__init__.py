@@ -1,4 +1,17 @@
-"""mmbeit.engine: every module below registers its components on import."""
-from mmbeit.utils.import_all import import_submodules
+"""mmbeit.engine: the training engine around mmengine's Runner.
 
-import_submodules(__name__)
+Importing it registers the hooks (``HOOKS``), the layer-decay optimizer
+wrapper constructor (``OPTIM_WRAPPER_CONSTRUCTORS``) and ``BEiTRunner``
+(``RUNNERS``). It imports mmengine's Runner: the models never import it.
+"""
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .fsdp_wrap_policy import beit_fsdp_wrap_policy
+from .layer_decay_optim_wrapper_constructor import LayerDecayOptimWrapperConstructor
+from .non_finite_check_hook import NonFiniteCheckHook, NonFiniteLossError
+from .resumable_randomness_hook import ResumableRandomnessHook
+from .runner import BEiTRunner
+
+__all__ = [
+    'AtomicCheckpointHook', 'BEiTRunner', 'LayerDecayOptimWrapperConstructor', 'NonFiniteCheckHook',
+    'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
+]

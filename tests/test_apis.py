@@ -20,7 +20,7 @@ from PIL import Image
 
 from mmbeit.apis import get_model, inference_model, list_models
 from mmbeit.apis import inference as api
-from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
+from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'configs', 'beit', 'benchmarks')
@@ -325,7 +325,7 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
     import subprocess
     import sys
 
-    from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
     data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=4,
                                 seg_train=1, seg_val=1)
     folder = tmp_path / 'served'
@@ -357,7 +357,7 @@ def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
     import sys
 
     from mmbeit.apis import get_model
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2,
                                 seg_train=1, seg_val=1)
     ckpt = str(tmp_path / 'tiny.pth')

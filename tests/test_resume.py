@@ -130,7 +130,7 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> None:
 @pytest.fixture(scope='module')
 def sample_data(tmp_path_factory):
     """A small private copy of the sample data (data/sample may be regenerated meanwhile)."""
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     return generate_sample_data(str(tmp_path_factory.mktemp('sample')), cls_train_per_class=8,
                                 cls_val_per_class=2, seg_train=16, seg_val=2)
 

@@ -1,8 +1,10 @@
 """Speed and memory of mmbeit and of the other BEiT implementations, side by side.
 
-Every model of a job is built in this one process, fed the same inputs, warmed
-up, then timed in interleaved rounds (the order rotates every round) so that a
-load spike on a shared machine hits every model alike. Reads top to bottom:
+Used by ``tools/analysis_tools/benchmark.py``; it lives beside it, outside the
+installed package, because it builds timm, transformers, mmpretrain and mmseg
+peers. Every model of a job is built in this one process, fed the same inputs,
+warmed up, then timed in interleaved rounds (the order rotates every round) so
+that a load spike on a shared machine hits every model alike. Reads top to bottom:
 sizes, memory measurement, inputs, one builder per implementation, the job
 table, the harness, the report.
 

@@ -1,15 +1,11 @@
 """mmbeit.apis: list_models, get_model (names, configs, pretrained from a local server),
 inference_model (class names, arrays, the ImageNet-22k names, segmentation dispatch)."""
-import contextlib
-import functools
 import hashlib
-import http.server
 import os
 import os.path as osp
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -22,29 +18,12 @@ from mmbeit.apis import get_model, inference_model, list_models
 from mmbeit.apis import inference as api
 from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
 
+from helpers import serve_folder as serve  # tests/helpers.py
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'configs', 'beit', 'benchmarks')
 TINY_CFG = osp.join(BENCH, 'beit-tiny-p8_1xb32-20e_sample.py')
 TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256)
-
-
-@contextlib.contextmanager
-def serve(folder):
-    """An http server on 127.0.0.1 (a free port) serving ``folder``; yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(autouse=True)

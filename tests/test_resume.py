@@ -138,8 +138,6 @@ def sample_data(tmp_path_factory):
 @pytest.mark.parametrize('name', list(CASES))
 def test_sigkill_and_resume_matches_straight_run(name, tmp_path, sample_data):
     case = CASES[name]
-    if not osp.isfile(case['base']):
-        pytest.skip(f'{case["base"]} does not exist yet')
     straight = str(tmp_path / 'straight')
     _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight), 'the straight run')
 

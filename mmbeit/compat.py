@@ -152,8 +152,7 @@ class _MmcvOpsFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname != 'mmcv.ops' or _compiled_mmcv_ops_available():
             return None
-        return importlib.machinery.ModuleSpec('mmcv.ops', _MmcvOpsStandinLoader(),
-                                              is_package=True)
+        return importlib.machinery.ModuleSpec('mmcv.ops', _MmcvOpsStandinLoader(), is_package=True)
 
 
 class _MmcvOpsStandinLoader(importlib.abc.Loader):
@@ -189,8 +188,9 @@ def _install_mmcv_ops_standin() -> bool:
         return not _has_compiled_extension('mmcv')
     if _compiled_mmcv_ops_available():
         return False
-    from mmbeit.utils.mmcv_ops_fallback import build_mmcv_ops_standin
     import mmcv
+
+    from mmbeit.utils.mmcv_ops_fallback import build_mmcv_ops_standin
     standin = build_mmcv_ops_standin()
     sys.modules['mmcv.ops'] = standin
     mmcv.ops = standin

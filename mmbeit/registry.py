@@ -26,11 +26,13 @@ RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope='mmbeit', locations=
 # backbones, heads, algorithms, target generators, data preprocessors
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmbeit', locations=['mmbeit.models'])
 # data transforms and the mask generator
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmbeit',
-                      locations=['mmbeit.datasets'])
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope='mmbeit', locations=['mmbeit.datasets'])
 # training hooks
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmbeit', locations=['mmbeit.engine'])
 # the layer-decay optimizer wrapper constructor
-OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
-                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmbeit',
-                                      locations=['mmbeit.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope='mmbeit',
+    locations=['mmbeit.engine'])

@@ -16,7 +16,6 @@ import torch
 
 from mmbeit.converters import load_pretrained
 from mmbeit.models.backbones.beit import ARCH_ZOO, OUT_TYPES, BEiT
-
 from helpers import randomize_
 
 IMG, PATCH, BATCH = 32, 16, 2  # 2 x 2 patches
@@ -24,8 +23,8 @@ GRID = (IMG // PATCH, IMG // PATCH)
 DEPTH = 2  # of small, base and large
 
 POS_OPTIONS = {
-    'rel-per-layer': dict(use_rel_pos_bias=True, use_shared_rel_pos_bias=False,
-                          use_abs_pos_emb=False),
+    'rel-per-layer':
+    dict(use_rel_pos_bias=True, use_shared_rel_pos_bias=False, use_abs_pos_emb=False),
     'rel-shared': dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=True, use_abs_pos_emb=False),
     'abs': dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=False, use_abs_pos_emb=True),
     'none': dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=False, use_abs_pos_emb=False),
@@ -51,13 +50,19 @@ def expected_shape(out_type: str, embed_dims: int) -> tuple:
 
 def build(arch: dict, pos: str, out_type: str, out_indices: tuple, seed: int) -> BEiT:
     torch.manual_seed(seed)
-    return BEiT(arch=arch, img_size=IMG, patch_size=PATCH, out_type=out_type,
-                out_indices=out_indices, **POS_OPTIONS[pos])
+    return BEiT(
+        arch=arch,
+        img_size=IMG,
+        patch_size=PATCH,
+        out_type=out_type,
+        out_indices=out_indices,
+        **POS_OPTIONS[pos])
 
 
-CASES = (list(itertools.product(['tiny'], POS_OPTIONS, OUT_TYPES, OUT_INDICES)) +
-         list(itertools.product(['small'], POS_OPTIONS, OUT_TYPES, ['first+last'])) +
-         list(itertools.product(['base', 'large'], POS_OPTIONS, ['featmap'], ['first+last'])))
+CASES = (
+    list(itertools.product(['tiny'], POS_OPTIONS, OUT_TYPES, OUT_INDICES)) +
+    list(itertools.product(['small'], POS_OPTIONS, OUT_TYPES, ['first+last'])) +
+    list(itertools.product(['base', 'large'], POS_OPTIONS, ['featmap'], ['first+last'])))
 
 
 def test_the_grid_covers_the_tables():

@@ -1,4 +1,5 @@
-"""Compatibility fixes: the mmcv.ops stand-in; mmengine checkpoints under weights-only torch.load."""
+"""Compatibility fixes: the mmcv.ops stand-in; mmengine checkpoints under weights-only
+torch.load; each fix waits for the import that needs it."""
 import importlib.util
 import inspect
 import os

@@ -21,7 +21,6 @@ import sys
 import textwrap
 from typing import Dict, List, Optional, Set, Tuple
 
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(ROOT, 'mmbeit')
 
@@ -139,8 +138,10 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_name_existing_modules():
-    missing = [f'{a} (line {line}) imports {b}' for a, b, _, line in EDGES
-               if b not in MODULES and not b.startswith('tools')]
+    missing = [
+        f'{a} (line {line}) imports {b}' for a, b, _, line in EDGES
+        if b not in MODULES and not b.startswith('tools')
+    ]
     assert not missing, '\n'.join(missing)
 
 
@@ -188,10 +189,16 @@ def test_no_import_cycle():
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]),
-               OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]),
+        OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
 def test_import_mmbeit_is_light():

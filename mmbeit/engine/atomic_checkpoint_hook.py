@@ -30,7 +30,9 @@ class AtomicLocalBackend(LocalBackend):
     def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
         _write_atomically(str(filepath), obj)
 
-    def put_text(self, obj: str, filepath: Union[str, os.PathLike],
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, os.PathLike],
                  encoding: str = 'utf-8') -> None:
         _write_atomically(str(filepath), obj.encode(encoding))
 

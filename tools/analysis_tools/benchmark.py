@@ -63,8 +63,8 @@ def main() -> None:
         only=args.only, exclude=args.exclude, adamw=args.adamw,
         log=lambda s: print(s, file=sys.stderr, flush=True))
     meta = report['meta']
-    print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, torch {meta["torch"]}, '
-          f'{meta["date"]}; memory: {meta["memory_method"]}\n')
+    print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, '
+          f'torch {meta["torch"]}, {meta["date"]}; memory: {meta["memory_method"]}\n')
     print(markdown_table(report))
     if args.out:
         with open(args.out, 'w') as f:

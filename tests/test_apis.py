@@ -1,15 +1,11 @@
 """mmbeit.apis: list_models, get_model (names, configs, pretrained from a local server),
 inference_model (class names, arrays, the ImageNet-22k names, segmentation dispatch)."""
-import contextlib
-import functools
 import hashlib
-import http.server
 import os
 import os.path as osp
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -20,31 +16,14 @@ from PIL import Image
 
 from mmbeit.apis import get_model, inference_model, list_models
 from mmbeit.apis import builder, model_zoo
-from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
+from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
+
+from helpers import serve_folder as serve  # tests/helpers.py
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'configs', 'beit', 'benchmarks')
 TINY_CFG = osp.join(BENCH, 'beit-tiny-p8_1xb32-20e_sample.py')
 TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256)
-
-
-@contextlib.contextmanager
-def serve(folder):
-    """An http server on 127.0.0.1 (a free port) serving ``folder``; yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -328,7 +307,7 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
     import subprocess
     import sys
 
-    from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
     data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=4,
                                 seg_train=1, seg_val=1)
     folder = tmp_path / 'served'
@@ -360,7 +339,7 @@ def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
     import sys
 
     from mmbeit.apis import get_model
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2,
                                 seg_train=1, seg_val=1)
     ckpt = str(tmp_path / 'tiny.pth')

@@ -4,7 +4,6 @@ import http.server
 import io
 import os
 import pickle
-import threading
 import time
 
 import numpy as np
@@ -15,6 +14,8 @@ from mmbeit.utils import checkpoint_io
 from mmbeit.utils.checkpoint_io import (CheckpointDownloadError, cached_path_for,
                                         download_checkpoint, get_cache_dir,
                                         load_checkpoint_file)
+
+from helpers import serve  # tests/helpers.py
 
 
 def _checkpoint_bytes(obj) -> bytes:
@@ -65,14 +66,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     """A local http server on a free port; yields (base URL, files dict, hits)."""
     _Handler.files, _Handler.hits = {}, {}
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.handle_error = lambda request, address: None  # client gave up: fine
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}', _Handler.files, _Handler.hits
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(_Handler) as base_url:
+        yield base_url, _Handler.files, _Handler.hits
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
-"""Compatibility fixes: the mmcv.ops stand-in; mmengine checkpoints under weights-only torch.load."""
+"""Compatibility fixes: the mmcv.ops stand-in; mmengine checkpoints under weights-only
+torch.load; each fix waits for the import that needs it."""
 import importlib.util
 import inspect
 import os
@@ -136,7 +137,32 @@ def test_unknown_ops_raise_module_not_found():
 
 
 @needs_standin
+def test_standin_and_loaders_wait_for_their_imports():
+    """``import mmbeit`` imports neither mmcv nor the Runner; each fix applies on the import
+    that needs it."""
+    result = _run_python("""
+        import sys
+        import mmbeit
+        assert 'mmcv' not in sys.modules and 'mmengine.runner' not in sys.modules
+        import mmcv.ops
+        from mmbeit.utils.mmcv_ops_fallback import MmcvOpsStandin
+        standin = sys.modules['mmcv.ops']
+        assert isinstance(standin, MmcvOpsStandin) and mmcv.ops is standin
+        import mmseg.models
+        from mmengine.runner import checkpoint
+        from mmbeit.utils import checkpoint_io
+        assert checkpoint.CheckpointLoader._schemes[''] is checkpoint_io.load_from_safe_local
+        assert checkpoint.CheckpointLoader._schemes['https://'] is checkpoint_io.load_from_safe_http
+        assert checkpoint.load_from_http is checkpoint_io.load_from_safe_http
+        print('LAZY OK')
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'LAZY OK' in result.stdout
+
+
+@needs_standin
 def test_apply_compat_is_idempotent():
+    import mmcv.ops  # noqa: F401  (the stand-in is swapped in on this import)
     standin = sys.modules['mmcv.ops']
     assert isinstance(standin, MmcvOpsStandin)
     mmbeit.apply_compat()

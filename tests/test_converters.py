@@ -20,42 +20,11 @@ from mmbeit.converters import (FORMATS, CheckpointMismatchError, convert_checkpo
                                load_pretrained, save_transformers)
 from mmbeit.models.backbones.beit import BEiT
 
-TOL = 1e-4
+from helpers import assert_close, randomize_  # tests/helpers.py: fp32 <= 1e-4, non-trivial
+
 C, DEPTH, HEADS, IMG, CLASSES = 64, 2, 4, 64, 5
 ARCH = dict(embed_dims=C, num_layers=DEPTH, num_heads=HEADS, feedforward_channels=4 * C)
 TOOLS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'model_converters')
-
-
-def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random values for every parameter and norm statistic, scaled to keep activations O(1)."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)
-    with torch.no_grad():
-        for m in module.modules():
-            is_norm = isinstance(m, norms)
-            for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
-                if not t.is_floating_point() or 'index' in name:
-                    continue
-                noise = torch.randn(t.shape, generator=gen)
-                if name == 'running_var':
-                    t.copy_(1 + 0.2 * noise.abs())
-                elif is_norm and name == 'weight':
-                    t.copy_(1 + 0.1 * noise)
-                elif is_norm:
-                    t.copy_(0.1 * noise)
-                elif t.dim() >= 2 and 'table' not in name and t.shape[0] > 1:
-                    t.copy_(noise / t[0].numel() ** 0.5)  # weights: 1 / sqrt(fan in)
-                else:
-                    t.copy_(0.2 * noise)
-    module.eval()
-    return module
-
-
-def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    diff = (a - b).abs().max().item()
-    assert diff <= TOL, f'max abs diff {diff:.3g} > {TOL}'
-    assert a.abs().max() > 1e-2
 
 
 @pytest.fixture

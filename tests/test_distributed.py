@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def sample_root(tmp_path_factory):
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     root = str(tmp_path_factory.mktemp('sample'))
     return generate_sample_data(root, cls_train_per_class=4, cls_val_per_class=1,
                                 seg_train=1, seg_val=1)

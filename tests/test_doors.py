@@ -225,7 +225,7 @@ def mismatched(work):
 
 @pytest.fixture(scope='session')
 def sample_root(work):
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     root = work / 'sample'
     generate_sample_data(str(root), cls_train_per_class=1, cls_val_per_class=1, seg_train=2,
                          seg_val=1)

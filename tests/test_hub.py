@@ -368,7 +368,7 @@ def test_a_fresh_process_reads_the_env_and_works_offline_from_the_cache(tmp_path
 
 def test_tools_test_with_a_hub_id(tmp_path, hub):
     """tools/test.py CONFIG owner/name: the checkpoint comes through the hub."""
-    from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
     data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1,
                                 cls_val_per_class=2, seg_train=1, seg_val=1)
     hf = _hf_model('classification', _hf_config(

@@ -125,7 +125,7 @@ def test_corrupt_or_missing_image_names_the_file(tmp_path):
 def test_missing_data_root(tmp_path):
     from mmengine.config import Config
     from mmbeit.utils.config_check import check_data_roots
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     data = generate_sample_data(str(tmp_path / 'sample'), cls_train_per_class=1, cls_val_per_class=1,
                                 seg_train=1, seg_val=1)
     cfg = Config.fromfile(CLS_CFG)
@@ -277,7 +277,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
 # --------------------------------------------------------------------------- security
 
 def test_resume_from_a_malicious_checkpoint_is_refused(tmp_path):
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     data = generate_sample_data(str(tmp_path / 'sample'), cls_train_per_class=2, cls_val_per_class=1,
                                 seg_train=1, seg_val=1)
     marker = str(tmp_path / 'marker')

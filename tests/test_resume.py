@@ -1,4 +1,4 @@
-"""A training run killed with SIGKILL and resumed ends with the weights of one that ran straight through.
+"""A run killed with SIGKILL and resumed ends with the weights of one that ran straight through.
 
 Each case runs ``tools/train.py`` three times in subprocesses on the bundled
 sample data (CPU, ``randomness=dict(seed=0, deterministic=True)``), with a
@@ -40,7 +40,8 @@ KILL_HOOKS = textwrap.dedent('''
 
     @HOOKS.register_module(force=True)
     class SigkillHook(Hook):
-        """SIGKILL this process after iteration ``at_iter`` or while saving checkpoint ``at_save``."""
+        """SIGKILL this process after iteration ``at_iter`` or while saving checkpoint
+        ``at_save``."""
         priority = 'LOWEST'
 
         def __init__(self, at_iter=None, at_save=None):
@@ -130,7 +131,7 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> None:
 @pytest.fixture(scope='module')
 def sample_data(tmp_path_factory):
     """A small private copy of the sample data (data/sample may be regenerated meanwhile)."""
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     return generate_sample_data(str(tmp_path_factory.mktemp('sample')), cls_train_per_class=8,
                                 cls_val_per_class=2, seg_train=16, seg_val=2)
 
@@ -138,8 +139,6 @@ def sample_data(tmp_path_factory):
 @pytest.mark.parametrize('name', list(CASES))
 def test_sigkill_and_resume_matches_straight_run(name, tmp_path, sample_data):
     case = CASES[name]
-    if not osp.isfile(case['base']):
-        pytest.skip(f'{case["base"]} does not exist yet')
     straight = str(tmp_path / 'straight')
     _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight), 'the straight run')
 
@@ -147,7 +146,8 @@ def test_sigkill_and_resume_matches_straight_run(name, tmp_path, sample_data):
     kill_cfg = _write_config(tmp_path, case, f"[dict(type='SigkillHook', at_iter={case['kill_iter']})]",
                              sample_data)
     proc = _train(tmp_path, kill_cfg, killed)
-    assert proc.returncode == -signal.SIGKILL, f'not killed: {proc.returncode}\n{proc.stderr[-2000:]}'
+    assert proc.returncode == -signal.SIGKILL, \
+        f'not killed: {proc.returncode}\n{proc.stderr[-2000:]}'
     assert not osp.exists(osp.join(killed, case['final']))
     with open(osp.join(killed, 'last_checkpoint')) as f:
         assert osp.isfile(f.read().strip())

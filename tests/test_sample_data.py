@@ -9,10 +9,10 @@ import pytest
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from mmbeit.datasets import sample_data
-from mmbeit.datasets.sample_data import (SAMPLE_CLS_CLASSES, SAMPLE_SEG_CLASSES, SAMPLE_SEG_PALETTE,
-                                         draw_cls_image, draw_seg_sample, ensure_sample_data,
-                                         generate_sample_data)
+from mmbeit.utils import sample_data
+from mmbeit.utils.sample_data import (SAMPLE_CLS_CLASSES, SAMPLE_SEG_CLASSES, SAMPLE_SEG_PALETTE,
+                                      draw_cls_image, draw_seg_sample, ensure_sample_data,
+                                      generate_sample_data)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(cls_train_per_class=4, cls_val_per_class=2, seg_train=12, seg_val=6)

@@ -1,15 +1,14 @@
 """A checkpoint whose pickle would run code is refused on every loading path; the code never runs."""
-import functools
-import http.server
 import os
 import pickle
-import threading
 
 import numpy as np
 import pytest
 import torch
 
 from mmbeit.utils.checkpoint_io import load_checkpoint_file
+
+from helpers import serve_folder  # tests/helpers.py
 
 
 class WritesMarker:
@@ -80,14 +79,8 @@ def served(tmp_path):
     """Serve tmp_path/'www' on 127.0.0.1 at a free port; yields the base URL."""
     root = tmp_path / 'www'
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}', root
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(root) as base_url:
+        yield base_url, root
 
 
 def test_refused_from_a_url(evil, served, tmp_path, monkeypatch):

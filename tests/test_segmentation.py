@@ -264,7 +264,7 @@ def test_config_recipe(path):
 
 
 def test_sample_config_names_the_sample_classes():
-    from mmbeit.datasets.sample_data import SAMPLE_SEG_CLASSES, SAMPLE_SEG_PALETTE
+    from mmbeit.utils.sample_data import SAMPLE_SEG_CLASSES, SAMPLE_SEG_PALETTE
     cfg = Config.fromfile(TINY_CFG)
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
         assert tuple(loader.dataset.metainfo.classes) == SAMPLE_SEG_CLASSES
@@ -306,7 +306,7 @@ def test_save_overlay_paints_classes_and_keeps_ignored_pixels(tmp_path):
 
 @pytest.fixture(scope='module')
 def sample_root(tmp_path_factory):
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     root = tmp_path_factory.mktemp('sample')
     generate_sample_data(str(root), cls_train_per_class=1, cls_val_per_class=1,
                          seg_train=16, seg_val=3)

@@ -55,7 +55,7 @@ def test_grid_png_panels(tmp_path):
 
 def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path):
     from mmbeit.apis import get_model
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     root = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=1,
                                 seg_train=1, seg_val=1)
     model = get_model(MIM_CFG)
@@ -84,7 +84,7 @@ def test_tensorboard_backend_writes_events(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from mmbeit.apis.run import build_runner_cfg, train
-    from mmbeit.datasets.sample_data import generate_sample_data
+    from mmbeit.utils.sample_data import generate_sample_data
     root = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=2, cls_val_per_class=1,
                                 seg_train=1, seg_val=1)
     # a config of one's own: inherit and list the backends (mmengine replaces lists)

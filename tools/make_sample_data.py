@@ -2,7 +2,7 @@
 
     python tools/make_sample_data.py [--out data/sample] [--seed 0]
 
-Always rewrites the dataset; ``mmbeit.datasets.sample_data.ensure_sample_data``
+Always rewrites the dataset; ``mmbeit.utils.sample_data.ensure_sample_data``
 writes it only when it is missing. See that module for the layout and for how
 mmpretrain and mmseg read it.
 """
@@ -10,7 +10,7 @@ import argparse
 import time
 from typing import List, Optional
 
-from mmbeit.datasets.sample_data import generate_sample_data
+from mmbeit.utils.sample_data import generate_sample_data
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

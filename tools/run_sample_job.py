@@ -98,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows = []
     t0 = time.time()
 
-    from mmbeit.datasets.sample_data import SAMPLE_CLS_CLASSES, SAMPLE_SEG_CLASSES, ensure_sample_data
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, SAMPLE_SEG_CLASSES, ensure_sample_data
     print('[1/7] sample data', flush=True)
     start = time.time()
     ensure_sample_data(args.data)

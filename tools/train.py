@@ -17,8 +17,9 @@ def parse_args() -> argparse.Namespace:
                         help='log to TensorBoard too (<work_dir>/<timestamp>/vis_data)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_dataloader.batch_size=8')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    # torchrun (tools/dist_train.sh) passes LOCAL_RANK in the environment, not as an argument
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help="job launcher; 'pytorch' under torchrun")
     return parser.parse_args()
 
 

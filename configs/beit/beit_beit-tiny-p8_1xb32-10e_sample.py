@@ -12,7 +12,7 @@
 # accuracy against that majority share, not against 1/512.
 _base_ = './beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
 
-# mmbeit.datasets.sample_data.SAMPLE_CLS_CLASSES, in label order
+# mmbeit.utils.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
 data_root = '{{fileDirname}}/../../data/sample/imagenet'  # the repository's data/, from any working directory
 

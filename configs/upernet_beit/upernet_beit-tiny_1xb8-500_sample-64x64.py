@@ -2,7 +2,7 @@
 # components as the ADE20K configs (mmbeit.BEiT, Feature2Pyramid, UPerHead, FCN auxiliary
 # head, layer-wise lr decay, warmup + poly), small enough to train on a laptop CPU in a
 # couple of minutes, to an mIoU far above chance. One process, so BN instead of SyncBN.
-#   python -c "from mmbeit.datasets.sample_data import ensure_sample_data; ensure_sample_data()"
+#   python -c "from mmbeit.utils.sample_data import ensure_sample_data; ensure_sample_data()"
 #   python tools/train.py configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py
 #   python tools/test.py configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py \
 #       work_dirs/upernet_beit-tiny_1xb8-500_sample-64x64/iter_500.pth --show-dir overlays

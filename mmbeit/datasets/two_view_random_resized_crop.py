@@ -19,6 +19,7 @@ from typing import Sequence, Tuple, Union
 import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine.utils import to_2tuple
 
 from mmbeit.registry import TRANSFORMS
 
@@ -31,9 +32,7 @@ _INTERPOLATIONS = {
 
 
 def _pair(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(size)
+    size = tuple(to_2tuple(size))
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ValueError(f'TwoViewRandomResizedCrop: {name} must be a '
                          f'positive int or (height, width), got {size!r}')

@@ -1,9 +1,21 @@
-"""mmbeit.engine: every module below registers its components on import."""
-from mmbeit.utils.import_all import import_submodules
+"""mmbeit.engine: the training engine around mmengine's Runner.
 
+Importing it registers the hooks (``HOOKS``), the layer-decay optimizer
+wrapper constructor and the FSDP one (``OPTIM_WRAPPER_CONSTRUCTORS``), the FSDP optimizer
+wrappers (``OPTIM_WRAPPERS``) and ``BEiTRunner``
+(``RUNNERS``). It imports mmengine's Runner: the models never import it.
+"""
+from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .fsdp_optim_wrapper import FSDPAmpOptimWrapper, FSDPOptimWrapper
 from .fsdp_optim_wrapper_constructor import FSDPOptimWrapperConstructor
+from .fsdp_wrap_policy import beit_fsdp_wrap_policy
+from .layer_decay_optim_wrapper_constructor import LayerDecayOptimWrapperConstructor
+from .non_finite_check_hook import NonFiniteCheckHook, NonFiniteLossError
+from .resumable_randomness_hook import ResumableRandomnessHook
+from .runner import BEiTRunner
 
-__all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'FSDPOptimWrapperConstructor']
-
-import_submodules(__name__)
+__all__ = [
+    'AtomicCheckpointHook', 'BEiTRunner', 'FSDPAmpOptimWrapper', 'FSDPOptimWrapper',
+    'FSDPOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'NonFiniteCheckHook',
+    'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
+]

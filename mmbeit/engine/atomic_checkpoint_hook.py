@@ -1,13 +1,67 @@
-"""mmengine's CheckpointHook, with no moment at which a kill leaves no usable checkpoint."""
+"""mmengine's CheckpointHook, with no moment at which a kill leaves no usable checkpoint.
+
+Built on mmengine's public extension points only: a storage backend registered with
+``mmengine.fileio.register_backend`` (which ``CheckpointHook`` and ``Runner.save_checkpoint``
+take through ``backend_args``), the hook's ``file_backend`` and its ``after_*`` methods.
+"""
+import contextlib
 import os
 import os.path as osp
 import tempfile
+from typing import Any, List, Tuple, Union
 
 from mmengine.dist import is_main_process
-from mmengine.fileio import LocalBackend
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 
 from mmbeit.registry import HOOKS
+
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'ATOMIC_LOCAL_BACKEND']
+
+#: The name :class:`AtomicLocalBackend` is registered under (``backend_args=dict(backend=...)``).
+ATOMIC_LOCAL_BACKEND = 'mmbeit_atomic_local'
+
+
+class AtomicLocalBackend(LocalBackend):
+    """``LocalBackend`` whose ``put``/``put_text`` write a temporary file in the target's
+    folder and rename it into place (``os.replace``): a reader, or a kill, sees the old file
+    or the complete new one, never a truncated one."""
+
+    def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
+        _write_atomically(str(filepath), obj)
+
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, os.PathLike],
+                 encoding: str = 'utf-8') -> None:
+        _write_atomically(str(filepath), obj.encode(encoding))
+
+
+register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)
+
+
+class _DeferredRemoval:
+    """Stands for the hook's file backend: ``remove``/``rmtree`` are queued until
+    :meth:`flush`, everything else goes straight to ``backend``."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.pending: List[Tuple[str, str]] = []
+
+    def remove(self, filepath: str) -> None:
+        self.pending.append(('remove', filepath))
+
+    def rmtree(self, dir_path: str) -> None:
+        self.pending.append(('rmtree', dir_path))
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for op, path in pending:
+            if (self.backend.isfile(path) if op == 'remove' else self.backend.isdir(path)):
+                getattr(self.backend, op)(path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
 
 
 @HOOKS.register_module()
@@ -20,57 +74,60 @@ class AtomicCheckpointHook(CheckpointHook):
     while saving, e.g. :class:`~mmbeit.engine.non_finite_check_hook.NonFiniteCheckHook`
     refusing non-finite weights) leaves a truncated file and, with
     ``max_keep_ckpts=1``, no checkpoint to resume from. Here, on a local file
-    system, the checkpoint is written to a temporary name and renamed into place,
-    ``last_checkpoint`` is replaced atomically, and only then are old checkpoints
-    deleted. Other file backends behave as in mmengine.
+    system, checkpoints are written through :class:`AtomicLocalBackend`
+    (a temporary name renamed into place) and the old checkpoints are deleted
+    only once the save, ``last_checkpoint`` included, has returned. Other file
+    backends, or explicit ``backend_args``/``file_client_args``, behave as in mmengine.
+
+    mmengine writes ``last_checkpoint`` (a path of a few bytes) with a plain
+    ``open``: that short write is the one step this hook cannot make atomic.
 
     Takes the same arguments as mmengine's ``CheckpointHook``:
     ``default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1))``.
     """
 
-    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
-        if not isinstance(self.file_backend, LocalBackend):
-            return super()._save_checkpoint_with_step(runner, step, meta)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        local = self.out_dir is None or '://' not in str(self.out_dir)
+        if self.backend_args is None and self.file_client_args is None and local:
+            self.backend_args = dict(backend=ATOMIC_LOCAL_BACKEND)
 
-        to_remove = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                to_remove.append(self.keep_ckpt_ids.popleft())
-            self.keep_ckpt_ids.append(step)
-            # saved inside the checkpoint: it lists the new file, not the ones about to go
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+    def before_train(self, runner) -> None:
+        super().before_train(runner)  # may prune checkpoints beyond max_keep_ckpts at once
+        if isinstance(self.file_backend, AtomicLocalBackend):
+            self.file_backend = _DeferredRemoval(self.file_backend)
 
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        tmp_filename = f'.{ckpt_filename}.tmp'
-        try:
-            runner.save_checkpoint(
-                self.out_dir, tmp_filename, self.file_client_args,
-                save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
-                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-            if is_main_process():
-                os.replace(osp.join(self.out_dir, tmp_filename), self.last_ckpt)
-        except BaseException:
-            if is_main_process() and osp.exists(osp.join(self.out_dir, tmp_filename)):
-                os.remove(osp.join(self.out_dir, tmp_filename))
-            raise
-        if not is_main_process():
-            return
-        _write_atomically(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-        for old in to_remove:
-            path = osp.join(self.out_dir, self.filename_tmpl.format(old))
-            if osp.isfile(path):
-                os.remove(path)
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        self._remove_old_checkpoints()
+
+    def after_train_epoch(self, runner) -> None:
+        super().after_train_epoch(runner)
+        self._remove_old_checkpoints()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        super().after_val_epoch(runner, metrics)
+        self._remove_old_checkpoints()
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        self._remove_old_checkpoints()
+
+    def _remove_old_checkpoints(self) -> None:
+        """Delete what the save queued for deletion, now that the new checkpoint is in place."""
+        if isinstance(self.file_backend, _DeferredRemoval) and is_main_process():
+            self.file_backend.flush()
 
 
-def _write_atomically(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path) or '.', prefix='.last_checkpoint.')
+def _write_atomically(path: str, data: bytes) -> None:
+    folder = osp.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.part')
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        if osp.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise

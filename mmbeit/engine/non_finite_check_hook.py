@@ -6,10 +6,9 @@ import torch
 from mmengine.hooks import Hook
 
 from mmbeit.registry import HOOKS
+from mmbeit.utils.errors import NonFiniteLossError
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss, or non-finite weights."""
+__all__ = ['NonFiniteCheckHook', 'NonFiniteLossError']  # the error re-exported: its old home
 
 
 @HOOKS.register_module()

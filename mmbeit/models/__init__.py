@@ -1,4 +1,12 @@
-"""mmbeit.models: every module below registers its components on import."""
-from mmbeit.utils.import_all import import_submodules
+"""mmbeit.models: importing it registers every model component in ``mmbeit.registry.MODELS``.
 
-import_submodules(__name__)
+The layers (:mod:`.layers`) and pure helpers (:mod:`.utils`) sit one level
+below the components and register nothing.
+"""
+from .algorithms import BEiTPretrain
+from .backbones import BEiT
+from .data_preprocessors import TwoViewDataPreprocessor
+from .heads import BEiTMIMHead
+from .target_generators import DALLEEncoder
+
+__all__ = ['BEiT', 'BEiTMIMHead', 'BEiTPretrain', 'DALLEEncoder', 'TwoViewDataPreprocessor']

@@ -272,11 +272,11 @@ class _ClassReference:
     """Stands for a class in a checkpoint from which only named static methods
     may be fetched; it cannot be called or instantiated."""
 
-    def __init__(self, cls: type):
-        self.cls = cls
+    def __init__(self, qualified_name: str):
+        self.qualified_name = qualified_name  # named, not imported: see _one_cycle_reference
 
     def __repr__(self) -> str:
-        return f'<reference to {self.cls.__module__}.{self.cls.__qualname__}>'
+        return f'<reference to {self.qualified_name}>'
 
 
 @functools.lru_cache(maxsize=None)
@@ -295,8 +295,8 @@ def _getattr_rules() -> tuple:
 
 @functools.lru_cache(maxsize=None)
 def _one_cycle_reference() -> _ClassReference:
-    from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
-    return _ClassReference(OneCycleParamScheduler)
+    # by name: importing mmengine.optim costs seconds that ``import mmbeit`` must not
+    return _ClassReference('mmengine.optim.scheduler.param_scheduler.OneCycleParamScheduler')
 
 
 def _restricted_getattr(owner: Any, name: str) -> Any:

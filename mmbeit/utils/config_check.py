@@ -151,7 +151,8 @@ def explain_unknown_type(error: BaseException, default_scope: Optional[str] = No
 
 @contextlib.contextmanager
 def suggest_registered_names(default_scope: Optional[str] = None) -> Iterator[None]:
-    """Re-raise mmengine's unknown-type ``KeyError`` as :class:`UnknownTypeError` with close names."""
+    """Re-raise mmengine's unknown-type ``KeyError`` as :class:`UnknownTypeError`, naming the
+    registered names that come close."""
     try:
         yield
     except KeyError as e:

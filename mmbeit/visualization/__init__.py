@@ -1,4 +1,2 @@
-"""mmbeit.visualization: every module below registers its components on import."""
-from mmbeit.utils.import_all import import_submodules
-
-import_submodules(__name__)
+"""mmbeit.visualization: what a pretrained BEiT predicts for masked patches
+(:mod:`.mim_visualizer`). It registers nothing."""

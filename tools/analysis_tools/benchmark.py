@@ -6,14 +6,14 @@ Examples:
     # everything on a GPU with bf16 autocast (the default there), mmbeit also compiled
     python tools/analysis_tools/benchmark.py --device cuda --compile --adamw fused --out gpu.json
 
-See mmbeit/utils/benchmark.py for what is measured and how.
+See benchmark_lib.py (next to this file) for what is measured and how.
 """
 import argparse
 import dataclasses
 import json
 import sys
 
-from mmbeit.utils.benchmark import JOBS, SIZES, markdown_table, parse_batch_sizes, run_benchmark
+from benchmark_lib import JOBS, SIZES, markdown_table, parse_batch_sizes, run_benchmark
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,8 +63,8 @@ def main() -> None:
         only=args.only, exclude=args.exclude, adamw=args.adamw,
         log=lambda s: print(s, file=sys.stderr, flush=True))
     meta = report['meta']
-    print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, torch {meta["torch"]}, '
-          f'{meta["date"]}; memory: {meta["memory_method"]}\n')
+    print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, '
+          f'torch {meta["torch"]}, {meta["date"]}; memory: {meta["memory_method"]}\n')
     print(markdown_table(report))
     if args.out:
         with open(args.out, 'w') as f:

@@ -1,7 +1,7 @@
-# mmbeit's sample segmentation data in ADE20K's folder format (mmbeit.datasets.sample_data:
+# mmbeit's sample segmentation data in ADE20K's folder format (mmbeit.utils.sample_data:
 # 64x64 images of shapes on a mottled background, 200 train / 40 val, 5 classes). Write it
 # once from the repository root with
-#   python -c "from mmbeit.datasets.sample_data import ensure_sample_data; ensure_sample_data()"
+#   python -c "from mmbeit.utils.sample_data import ensure_sample_data; ensure_sample_data()"
 # It is read with mmseg's BaseSegDataset (ADE20KDataset would name ADE20K's 150 classes).
 dataset_type = 'BaseSegDataset'
 # the repository's data/sample/ade, wherever the command runs from

@@ -13,7 +13,7 @@ _base_ = [
     '../../_base_/default_runtime.py',
 ]
 
-# mmbeit.datasets.sample_data.SAMPLE_CLS_CLASSES, in label order
+# mmbeit.utils.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
 data_root = '{{fileDirname}}/../../../data/sample/imagenet'  # the repository's data/, from any working directory
 

@@ -1,1 +1,4 @@
-"""backbones components."""
+"""Backbones: the one BEiT, used by classification, pretraining and segmentation."""
+from .beit import BEiT
+
+__all__ = ['BEiT']

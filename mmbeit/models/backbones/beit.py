@@ -10,6 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from mmengine.utils import to_2tuple
 from torch.utils.checkpoint import checkpoint
 
 from mmbeit.converters.hooks import register_conversion_hook
@@ -47,10 +48,6 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
             raise ValueError(f'custom BEiT arch is missing keys {missing}; it needs {ARCH_KEYS}')
         return {k: int(arch[k]) for k in ARCH_KEYS}
     raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
-
-
-def _to_2tuple(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
 
 @MODELS.register_module()
@@ -110,7 +107,7 @@ class BEiT(BaseModule):
         if out_type not in OUT_TYPES:
             raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
         self.out_type = out_type
-        self.img_size = _to_2tuple(img_size)
+        self.img_size = tuple(to_2tuple(img_size))
         self.patch_size = patch_size
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
             raise ValueError(f'img_size {self.img_size} is not a multiple of patch_size {patch_size}')

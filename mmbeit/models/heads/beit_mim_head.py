@@ -8,8 +8,8 @@ from mmengine.logging import MessageHub
 from mmengine.model import BaseModule
 from torch import nn
 
-from mmbeit.engine.non_finite_check_hook import NonFiniteLossError
 from mmbeit.registry import MODELS
+from mmbeit.utils.errors import NonFiniteLossError
 
 __all__ = ['BEiTMIMHead']
 

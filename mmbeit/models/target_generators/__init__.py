@@ -1,1 +1,4 @@
-"""target_generators components."""
+"""Target generators: the DALL-E tokenizer that gives pretraining its visual tokens."""
+from .dalle_encoder import DALLEEncoder
+
+__all__ = ['DALLEEncoder']

@@ -1,1 +1,1 @@
-"""Pure helpers used by the models."""
+"""Pure helpers used by the models (position-table resizing); they register nothing."""

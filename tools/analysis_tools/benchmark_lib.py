@@ -1,8 +1,10 @@
 """Speed and memory of mmbeit and of the other BEiT implementations, side by side.
 
-Every model of a job is built in this one process, fed the same inputs, warmed
-up, then timed in interleaved rounds (the order rotates every round) so that a
-load spike on a shared machine hits every model alike. Reads top to bottom:
+Used by ``tools/analysis_tools/benchmark.py``; it lives beside it, outside the
+installed package, because it builds timm, transformers, mmpretrain and mmseg
+peers. Every model of a job is built in this one process, fed the same inputs,
+warmed up, then timed in interleaved rounds (the order rotates every round) so
+that a load spike on a shared machine hits every model alike. Reads top to bottom:
 sizes, memory measurement, inputs, one builder per implementation, the job
 table, the harness, the report.
 
@@ -225,7 +227,7 @@ def _cls_loss(logits: torch.Tensor, inputs: dict, train: bool):
 
 
 class _LinearClassifier(nn.Module):
-    """backbone -> last output [B, C] -> linear head [B, classes] (as mmpretrain's LinearClsHead)."""
+    """backbone -> last output [B, C] -> linear head [B, classes] (mmpretrain's LinearClsHead)."""
 
     def __init__(self, backbone: nn.Module, embed_dims: int, num_classes: int) -> None:
         super().__init__()
@@ -314,7 +316,8 @@ def _build_in_scope(registry, cfg: dict, scope: str) -> nn.Module:
 
 
 def _seg_heads(s: Sizes) -> dict:
-    """mmseg's UperNet-BEiT neck and heads (configs/_base_/models/upernet_beit.py), BN on one process."""
+    """mmseg's UperNet-BEiT neck and heads (configs/_base_/models/upernet_beit.py), BN on one
+    process."""
     norm_cfg = dict(type='BN', requires_grad=True)
     return dict(
         neck=dict(type='Feature2Pyramid', embed_dim=s.embed_dims, rescales=[4, 2, 1, 0.5],
@@ -411,7 +414,8 @@ def build_seg_mmbeit(ctx: BuildContext) -> Model:
             use_rel_pos_bias=True, layer_scale_init_value=0.1, drop_path_rate=s.drop_path_rate),
             **_seg_heads(s))
     model = _build_in_scope(MODELS, cfg, 'mmseg')
-    model.bench_note = f'{_config_name(path)} (BN, img_size {s.seg_img})' if path else 'built directly'
+    model.bench_note = (f'{_config_name(path)} (BN, img_size {s.seg_img})'
+                        if path else 'built directly')
     return _seg_model(ctx, model)
 
 
@@ -470,7 +474,8 @@ def _mask_samples(mask: torch.Tensor, cache: dict) -> list:
 
 
 def build_mim_mmpretrain(ctx: BuildContext) -> Model:
-    """mmpretrain's BEiT algorithm (configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py)."""
+    """mmpretrain's BEiT algorithm
+    (configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py)."""
     MODELS = _mmpretrain_models()
     s = ctx.sizes
     model = _build_in_scope(MODELS, dict(

@@ -1,4 +1,0 @@
-"""mmbeit.evaluation: every module below registers its components on import."""
-from mmbeit.utils.import_all import import_submodules
-
-import_submodules(__name__)

@@ -108,7 +108,8 @@ def download_file(repo_id: str, filename: str, revision: Optional[str] = None) -
                                 ) from None
     except errors.RepositoryNotFoundError:
         raise FileNotFoundError(f'hub model {repo_id!r} not found at '
-                                f'{settings.get("endpoint", hub.constants.ENDPOINT)}') from None
+                                f'{settings.get("endpoint", hub.constants.ENDPOINT)} (and no '
+                                'local file or folder has that name)') from None
     except errors.RevisionNotFoundError:
         raise FileNotFoundError(f'hub model {repo_id!r} has no revision {revision!r}') from None
     except errors.EntryNotFoundError:

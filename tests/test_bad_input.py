@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from mmbeit.apis import get_model, inference_model, inference_segmentor, save_overlay
-from mmbeit.apis.image_io import read_image
+from mmbeit.utils.image_io import read_image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CFG = osp.join(ROOT, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb32-20e_sample.py')

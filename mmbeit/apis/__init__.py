@@ -6,14 +6,14 @@
 :mod:`.folder_config` configs from a transformers / timm folder's ``config.json``
 :mod:`.class_names` class names: checkpoint, config.json, config, ImageNet, ADE20K
 :mod:`.builder`     name -> config -> model -> weights (``get_model``)
-:mod:`.image_io`    the one image reader and its colour convention (BGR arrays)
 :mod:`.cls_inference` classification of an image
 :mod:`.seg_inference` segmentation of an image, overlays
 :mod:`.inference`   ``inference_model``: dispatch by task
 :mod:`.run`         what ``tools/train.py`` and ``tools/test.py`` run
 ================== ===============================================================
 
-Names are imported on first use, so ``import mmbeit.apis`` stays light.
+Images are read by :func:`mmbeit.utils.image_io.read_image` (one reader, BGR arrays),
+re-exported here. Names are imported on first use, so ``import mmbeit.apis`` stays light.
 """
 import importlib
 from typing import Any
@@ -24,7 +24,7 @@ _LAZY = {
     'register_model_index': 'model_zoo',
     'get_model': 'builder',
     'inference_model': 'inference',
-    'read_image': 'image_io',
+    'read_image': 'mmbeit.utils.image_io',
     'init_segmentor': 'seg_inference',
     'inference_segmentor': 'seg_inference',
     'save_overlay': 'seg_inference',
@@ -35,7 +35,8 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+        module = _LAZY[name] if '.' in _LAZY[name] else f'{__name__}.{_LAZY[name]}'
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 

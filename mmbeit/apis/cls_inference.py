@@ -1,13 +1,13 @@
 """Image classification of one image: the config's test pipeline and ``test_step``.
 
-The image is read by :func:`mmbeit.apis.image_io.read_image` (files and BGR arrays,
+The image is read by :func:`mmbeit.utils.image_io.read_image` (files and BGR arrays,
 one colour convention), then goes through the config's test pipeline without its
 loading step, as ``tools/test.py`` would prepare it.
 """
 import copy
 from typing import Any, Callable
 
-from .image_io import ImageLike, read_image
+from mmbeit.utils.image_io import ImageLike, read_image
 
 __all__ = ['classification_pipeline', 'classify']
 

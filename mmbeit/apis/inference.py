@@ -5,7 +5,7 @@ Tasks: classification configs (mmpretrain scope) return ``pred_label``, ``pred_s
 ``pred_scores`` and ``pred_class`` (:mod:`.cls_inference`); segmentation configs
 (``default_scope='mmseg'``) return ``pred_mask`` and ``seg_logits``
 (:mod:`.seg_inference`). New tasks are one entry of :data:`TASK_INFERENCE`.
-Images: file paths or BGR ``uint8`` arrays, read by :func:`.image_io.read_image`,
+Images: file paths or BGR ``uint8`` arrays, read by :func:`mmbeit.utils.image_io.read_image`,
 whose docstring lists how grayscale, 16-bit and RGBA inputs are converted and what
 is refused.
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional
 from .builder import build_from_source, build_model, get_model, load_config, task_of
 from .class_names import IMAGENET22K_NUM_CLASSES, imagenet22k_class_names
 from .cls_inference import classify
-from .image_io import ImageLike
+from mmbeit.utils.image_io import ImageLike
 from .model_zoo import (ModelInfo, get_model_info, list_models, load_model_index,
                         model_index_paths, register_model_index)
 
@@ -54,7 +54,7 @@ def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = No
             config path or Config (weights from ``checkpoint``, else the config's
             ``load_from``, else the initial weights with a warning), or a model from
             ``get_model``.
-        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`.image_io`).
+        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`mmbeit.utils.image_io`).
         checkpoint: weights in any format mmbeit converts (path, URL, hub id, model
             folder), or an exported ``.onnx`` file (run by mmbeit.deployment).
         device: where a model that is built here runs. Defaults to ``'cpu'``.

@@ -4,7 +4,7 @@ The segmentors are mmseg's ``EncoderDecoder`` with mmbeit's BEiT, so this is a
 thin layer over mmseg: build (:func:`mmbeit.apis.builder.get_model`), run the
 config's test pipeline and ``test_step`` (``whole`` or ``slide`` as the config
 says), and draw the mask over the image. Images are read by
-:func:`mmbeit.apis.image_io.read_image`: file paths or BGR ``uint8`` arrays.
+:func:`mmbeit.utils.image_io.read_image`: file paths or BGR ``uint8`` arrays.
 
 :func:`mmbeit.apis.inference_model` dispatches here for configs with
 ``default_scope='mmseg'``.
@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .image_io import ImageLike, read_image
+from mmbeit.utils.image_io import ImageLike, read_image
 
 __all__ = ['is_segmentation_config', 'list_segmentation_models', 'init_segmentor',
            'inference_segmentor', 'save_overlay', 'default_palette']
@@ -104,7 +104,7 @@ def inference_segmentor(model_or_config: Any, image: ImageLike,
     Args:
         model_or_config: a model from :func:`init_segmentor`, or what it takes (then built
             with ``checkpoint`` on ``device``).
-        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`.image_io`).
+        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`mmbeit.utils.image_io`).
         checkpoint: weights for a config; ignored for a model.
         device: device for a config; ignored for a model.
 
@@ -141,7 +141,7 @@ def save_overlay(image: ImageLike, mask: np.ndarray, palette: Optional[Sequence]
     """Blend a class colour over every pixel of the image and write it as PNG.
 
     Args:
-        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`.image_io`).
+        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`mmbeit.utils.image_io`).
         mask: class index per pixel [H, W]; values outside the palette (255 = ignore)
             stay unpainted.
         palette: one RGB colour per class (e.g. ``model.dataset_meta['palette']``); None

@@ -7,7 +7,7 @@ patches (visible patches dimmed), and the masked patches marked right (green)
 or wrong (red). Token colours are a fixed function of the id, so one token has
 the same colour in every panel and every image.
 
-Colours follow :mod:`mmbeit.apis.image_io`: images given to these functions (paths,
+Colours follow :mod:`mmbeit.utils.image_io`: images given to these functions (paths,
 or arrays in BGR order as ``cv2.imread`` gives them) are read by its
 ``read_image``; the grids they draw are pictures for people, RGB as PNG stores them.
 """
@@ -177,7 +177,7 @@ def predict_mim_tokens(model: torch.nn.Module,
     Args:
         model: an ``mmbeit.BEiTPretrain`` (e.g. from ``mmbeit.apis.get_model``).
         image: a file path, or a BGR uint8 array [H, W, 3] (read by
-            :func:`mmbeit.apis.image_io.read_image`, which also converts grayscale,
+            :func:`mmbeit.utils.image_io.read_image`, which also converts grayscale,
             16-bit and RGBA inputs).
         mask: bool [h, w] (or flat) over the patch grid; default: a BEiT
             blockwise mask drawn with ``seed``.
@@ -203,7 +203,7 @@ def predict_mim_tokens(model: torch.nn.Module,
     grid = tuple(backbone.patch_resolution)
     second = (grid[0] * tokenizer.downsample, grid[1] * tokenizer.downsample)
 
-    from mmbeit.apis.image_io import read_image
+    from mmbeit.utils.image_io import read_image
     pil = Image.fromarray(read_image(image)[..., ::-1])  # RGB for Pillow's resampling
     side = min(pil.size)
     left, top = (pil.size[0] - side) // 2, (pil.size[1] - side) // 2

@@ -147,9 +147,6 @@ def test_mim_hub_id_gives_transformers_logits(hub, base_mim):
     assert (ours - theirs).abs().max() <= 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason='known bug in the converters fit stage (H1): a role the '
-                   'checkpoint lacks "keeps its initialization" by loading the model\'s own '
-                   'tensors, which marks the DALL-E tokenizer as loaded')
 def test_a_mim_folder_leaves_the_tokenizer_unloaded(tmp_path):
     folder = _save(_tiny('mim'), tmp_path / 'mim')
     model = get_model(folder, pretrained=True)

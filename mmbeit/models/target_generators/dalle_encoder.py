@@ -212,7 +212,10 @@ class DALLEEncoder(BaseModule):
                 {k[len(prefix):]: state_dict.pop(k)
                  for k in own})
             state_dict.update({prefix + k: v for k, v in converted.items()})
-        if prefix + 'head.weight' in state_dict:
+        head = state_dict.get(prefix + 'head.weight')
+        # A parent's load that only hands back this module's own tensors (a checkpoint
+        # without a tokenizer: the converters' fit stage keeps its init) loads nothing.
+        if head is not None and head.data_ptr() != self.head.weight.data_ptr():
             self._pending_checkpoint = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

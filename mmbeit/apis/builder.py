@@ -102,7 +102,8 @@ def task_of(cfg: Any) -> str:
     if cfg.get('default_scope') == 'mmseg':
         return 'segmentation'
     model_type = str(cfg.model.get('type', ''))
-    if model_type.split('.')[-1] in ('ImageClassifier', 'TimmClassifier', 'HuggingFaceClassifier'):
+    if model_type.split('.')[-1] in ('ImageClassifier', 'BEiTClassifier', 'TimmClassifier',
+                                     'HuggingFaceClassifier'):
         return 'classification'
     return 'other'
 

@@ -151,7 +151,7 @@ def config_from_transformers(config: Mapping, processor: Optional[Mapping] = Non
             raise ValueError(f'{source}: a BeitForImageClassification config needs num_labels '
                              'or id2label')
         pipeline = [dict(type='LoadImageFromFile'), *_resize_steps(pre), dict(type='PackInputs')]
-        model = dict(type='ImageClassifier', backbone=backbone, neck=None,
+        model = dict(type='mmbeit.BEiTClassifier', backbone=backbone, neck=None,
                      head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=embed),
                      data_preprocessor=dict(num_classes=num_classes, mean=pre['mean'],
                                             std=pre['std'], to_rgb=True))
@@ -166,7 +166,7 @@ def config_from_transformers(config: Mapping, processor: Optional[Mapping] = Non
         norm = dict(type='BN', requires_grad=True)
         ce = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
         model = dict(
-            type='EncoderDecoder',
+            type='mmbeit.BEiTSegmentor',
             data_preprocessor=dict(type='SegDataPreProcessor', mean=pre['mean'], std=pre['std'],
                                    bgr_to_rgb=True, pad_val=0, seg_pad_val=255),
             backbone=backbone,
@@ -255,7 +255,7 @@ def config_from_timm(config: Mapping, source: str = 'config.json'):
                 dict(type='CenterCrop', crop_size=crop), dict(type='PackInputs')]
     from .class_names import classes_from_transformers_config
     classes = classes_from_transformers_config(config)
-    model = dict(type='ImageClassifier', backbone=backbone, neck=None,
+    model = dict(type='mmbeit.BEiTClassifier', backbone=backbone, neck=None,
                  head=dict(type='LinearClsHead', num_classes=num_classes,
                            in_channels=arch['embed_dims']),
                  data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std,

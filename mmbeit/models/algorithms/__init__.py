@@ -1,4 +1,6 @@
-"""Whole models that train end to end (BEiT's masked-image-modeling pretraining)."""
+"""Whole models: BEiT's masked-image-modeling pretraining, and the classifier and segmentor
+roots of mmbeit's configs (mmpretrain's and mmseg's, with the loading pre-hook)."""
 from .beit_pretrain import BEiTPretrain
+from .roots import ROOTS, root_class
 
-__all__ = ['BEiTPretrain']
+__all__ = ['BEiTPretrain', 'ROOTS', 'root_class']

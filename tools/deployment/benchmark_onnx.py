@@ -5,8 +5,8 @@
 
 The model keeps its initial weights (speed does not depend on them). It is exported to a
 temporary ONNX file (fixed shape unless --dynamic), both backends run ``--iters`` timed
-forwards after 2 warm-up ones, and the median time per batch is printed with the machine
-(``lscpu`` model name), torch and onnxruntime versions and the date.
+forwards in alternation after 2 warm-up ones, and the median time per batch is printed
+with the machine (``lscpu`` model name), torch and onnxruntime versions and the date.
 """
 import argparse
 import datetime
@@ -41,15 +41,19 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown CPU'
 
 
-def median_seconds(fn, iters: int) -> float:
-    for _ in range(2):
+def median_seconds(fns, iters: int) -> list:
+    """Median seconds of each function, timed in alternation (a shared machine's load
+    then weighs on all of them alike), after 2 warm-up calls each."""
+    for fn in fns:
         fn()
-    times = []
+        fn()
+    times = [[] for _ in fns]
     for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None) -> int:
@@ -75,8 +79,8 @@ def main(argv=None) -> int:
         session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
         feed = {session.get_inputs()[0].name: x.numpy()}
         with torch.no_grad():
-            t_torch = median_seconds(lambda: module(x), args.iters)
-        t_ort = median_seconds(lambda: session.run(None, feed), args.iters)
+            t_torch, t_ort = median_seconds(
+                [lambda: module(x), lambda: session.run(None, feed)], args.iters)
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     print(f'{osp.basename(args.config)}  input {args.batch}x3x{H}x{W}  '
           f'{"dynamic" if args.dynamic else "fixed"}-shape export')

@@ -12,7 +12,7 @@ import mmbeit  # noqa: F401
 from mmbeit.converters import load_pretrained
 from mmbeit.models.backbones.beit import BEiT
 
-from helpers import assert_close, randomize_  # tests/helpers.py: fp32 <= 1e-4, non-trivial
+from helpers import TOL, assert_close, randomize_  # tests/helpers.py: fp32 <= 1e-4, non-trivial
 
 C, DEPTH, HEADS, IMG = 64, 4, 4, 64
 ARCH = dict(embed_dims=C, num_layers=DEPTH, num_heads=HEADS, feedforward_channels=4 * C)

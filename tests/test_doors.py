@@ -23,10 +23,11 @@ import torch
 
 import mmbeit  # noqa: F401
 
+from helpers import assert_close, randomize_  # tests/helpers.py
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = osp.join(REPO, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 SEG_CFG = osp.join(REPO, 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py')
-TOL = 1e-4
 # the arch of both sample configs: BEiT tiny, 8x8 patches of a 64x64 image
 C, DEPTH, HEADS, FFN, PATCH, IMG, CLASSES = 64, 4, 4, 256, 8, 64, 5
 MISMATCH = 'do not match exactly'
@@ -49,37 +50,6 @@ def logs(monkeypatch, capfd):
     monkeypatch.setattr(mmengine.logging, 'print_log', record)
     monkeypatch.setattr(mmengine.runner.checkpoint, 'print_log', record)
     return lambda: ''.join(capfd.readouterr()) + '\n'.join(seen)
-
-
-def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every parameter and norm statistic off its init, scaled to keep activations O(1)."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)
-    with torch.no_grad():
-        for m in module.modules():
-            tensors = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
-            for name, t in tensors:
-                if not t.is_floating_point() or 'index' in name:
-                    continue
-                noise = torch.randn(t.shape, generator=gen)
-                if name == 'running_var':
-                    t.copy_(1 + 0.2 * noise.abs())
-                elif isinstance(m, norms) and name == 'weight':
-                    t.copy_(1 + 0.1 * noise)
-                elif isinstance(m, norms):
-                    t.copy_(0.1 * noise)
-                elif t.dim() >= 2 and 'table' not in name and t.shape[0] > 1:
-                    t.copy_(noise / t[0].numel() ** 0.5)
-                else:
-                    t.copy_(0.2 * noise)
-    return module.eval()
-
-
-def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    diff = (a - b).abs().max().item()
-    assert diff <= TOL, f'max abs diff {diff:.3g} > {TOL}'
-    assert a.abs().max() > 1e-2  # not a degenerate output
 
 
 def build(scope: str, cfg: dict) -> torch.nn.Module:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from helpers import randomize_  # noqa: E402  (tests/helpers.py)
 from hub_server import HubServer  # noqa: E402
 
 from mmbeit.apis import get_model, inference_model  # noqa: E402
@@ -26,20 +27,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ID_22K = 'microsoft/beit-base-patch16-224-pt22k-ft22k'
 ID_MIM = 'microsoft/beit-base-patch16-224-pt22k'
 ID_ADE = 'microsoft/beit-large-finetuned-ade-640-640'
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Move every parameter and BN statistic off its initialization."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if not t.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            else:
-                t.add_(torch.randn(t.shape, generator=g) * 0.05)
-    return model.eval()
 
 
 def _labels(n: int, stem: str = 'label'):

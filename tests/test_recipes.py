@@ -97,6 +97,11 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     'beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py': dict(
         _MIM, source='mmpretrain configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k',
         epochs=300, warmup=('epoch', 10), mean=IMAGENET_MEAN),
+    'beit/beit_beit-base-p16_8xb256-3rdparty_in21k.py': dict(
+        _MIM, source='inference config of unilm beit_base_patch16_224_pt22k (transformers '
+        'microsoft/beit-base-patch16-224-pt22k): the 300-epoch config it inherits, with the '
+        '22k weights\' normalization', epochs=300, warmup=('epoch', 10), mean=HALF_MEAN,
+        deviations=dict(drop_path=(0.0, 'inference of released weights: no stochastic depth'))),
     'beit/beit_beit-base-p16_16xb128-amp-coslr-800e_in1k.py': dict(
         _MIM, source='unilm beit/README.md, pre-training BEiT-base on ImageNet-1k',
         epochs=800, warmup=('epoch', 10), mean=IMAGENET_MEAN),

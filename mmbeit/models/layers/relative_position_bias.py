@@ -133,7 +133,8 @@ class RelativePositionBias(nn.Module):
         index = self._index_cache.get(window_size)
         if index is None or index.device != self.table.device:
             index = window.index()
-            self._index_cache[window_size] = index
+            if not torch.compiler.is_exporting():  # an export must not assign module state
+                self._index_cache[window_size] = index
         return index
 
     @staticmethod

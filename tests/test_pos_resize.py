@@ -107,6 +107,34 @@ def test_equals_unilm_reference(dst):
         assert max_diff(got, unilm_reference(table, SRC, dst)) <= TOL
 
 
+@pytest.mark.parametrize('mode', ['unilm', 'bilinear'])
+def test_weights_once_per_forward_give_the_same_model(mode, monkeypatch):
+    """resize_rel_pos_table == rel_pos_resize_weights + apply_rel_pos_resize, and a backbone
+    forward at another size makes the resize weights and the index once for all its layers."""
+    from mmbeit.models.layers import relative_position_bias as rpb
+    from mmbeit.models.utils.pos_resize import apply_rel_pos_resize, rel_pos_resize_weights
+    table = smooth_table((4, 4), heads=2)
+    for dst in [(6, 6), (5, 3), (4, 4)]:
+        weights = rel_pos_resize_weights((4, 4), dst, mode)
+        assert torch.equal(apply_rel_pos_resize(table, (4, 4), dst, weights, mode),
+                           resize_rel_pos_table(table, (4, 4), dst, mode))
+    model = BEiT(arch='tiny', img_size=32, patch_size=8, rel_pos_resize=mode,
+                 use_shared_rel_pos_bias=True)  # 4 per-layer tables and a shared one
+    calls = {'weights': 0, 'index': 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(rpb, 'rel_pos_resize_weights',
+                        counted('weights', rpb.rel_pos_resize_weights))
+    monkeypatch.setattr(rpb, 'relative_position_index',
+                        counted('index', rpb.relative_position_index))
+    model(torch.randn(1, 3, 48, 24))  # grad enabled: no bias cache
+    assert calls == {'weights': 1, 'index': 1}
+
+
 def test_half_precision_table_is_resized_in_fp32_and_cast_back():
     table = smooth_table(SRC, heads=2)
     got = resize_rel_pos_table(table.bfloat16(), SRC, (24, 24))

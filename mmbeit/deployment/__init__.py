@@ -4,8 +4,9 @@ and run an exported ONNX file with onnxruntime as an mmengine model.
 Needs the ``deploy`` extra (``pip install -e .[deploy]``: onnx, onnxruntime, onnxscript);
 they are imported only where used, so importing this package costs nothing::
 
+    from mmbeit.apis import get_model
     from mmbeit.deployment import export_model, build_onnx_model
-    export_model('configs/...py', 'ckpt.pth', 'model.onnx', dynamic=True)
+    export_model(get_model('configs/...py', pretrained='ckpt.pth'), 'model.onnx', dynamic=True)
     model = build_onnx_model('model.onnx', 'configs/...py')
     samples = model.test_step(data)  # DataSample / SegDataSample, as the PyTorch model
 """

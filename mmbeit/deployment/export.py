@@ -165,16 +165,15 @@ def _json_meta(meta: Optional[dict]) -> str:
     return json.dumps(dict(meta or {}), default=plain)
 
 
-def export_model(config: Any, checkpoint: Optional[str], out: str,
-                 shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
-                 fmt: str = 'onnx', check: bool = True, tol: float = 1e-4,
-                 seed: int = 0) -> ExportResult:
-    """Build a model from a config and checkpoint, export it and check the file.
+def export_model(model: nn.Module, out: str, shape: Optional[Tuple[int, int]] = None,
+                 dynamic: bool = False, fmt: str = 'onnx', check: bool = True,
+                 tol: float = 1e-4, seed: int = 0) -> ExportResult:
+    """Export a built classifier or segmentor and check the file.
 
     Args:
-        config: config path or Config of an image classifier or an mmseg segmentor.
-        checkpoint: any checkpoint ``mmbeit.apis.get_model`` reads (path, URL,
-            transformers folder); None exports the initial weights.
+        model: an image classifier or mmseg segmentor with its ``.cfg``, e.g.
+            ``mmbeit.apis.get_model(config, pretrained=checkpoint)`` (what
+            ``tools/deployment/pytorch2onnx.py`` passes); put in eval mode here.
         out: the file to write (``.onnx`` or ``.pt2``).
         shape: traced (H, W); defaults to the backbone's ``img_size``.
         dynamic: symbolic batch, H and W.
@@ -191,8 +190,9 @@ def export_model(config: Any, checkpoint: Optional[str], out: str,
     Raises:
         ExportCheckError: a check differs by more than ``tol`` (the file is kept).
     """
-    from mmbeit.apis import get_model
-    model = get_model(config, pretrained=checkpoint or False)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f'export_model takes a built model (nn.Module, e.g. from '
+                        f'mmbeit.apis.get_model), got {type(model).__name__}')
     module = wrap_for_export(model)
     task = 'segmentation' if isinstance(module, SegmentorForExport) else 'classification'
     multiple = _patch_size(model)

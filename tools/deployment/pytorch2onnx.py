@@ -6,7 +6,8 @@
 CHECKPOINT is anything ``mmbeit.apis.get_model`` reads (path, URL, transformers folder;
 ``none`` for the initial weights). The file is run on the traced input and a second one
 (onnxruntime for ONNX) and compared with PyTorch; a max abs diff above --tol exits with 1.
-Logic: :func:`mmbeit.deployment.export_model`.
+The model is built by ``mmbeit.apis.get_model(CONFIG, pretrained=CHECKPOINT)``; the export
+and check are :func:`mmbeit.deployment.export_model`.
 """
 import argparse
 import sys
@@ -30,10 +31,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmbeit.apis import get_model
     from mmbeit.deployment import ExportCheckError, export_model
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    model = get_model(args.config, pretrained=checkpoint or False)
     try:
-        result = export_model(args.config, checkpoint, args.out, shape=args.shape,
+        result = export_model(model, args.out, shape=args.shape,
                               dynamic=args.dynamic, fmt=args.format, check=not args.no_check,
                               tol=args.tol)
     except ExportCheckError as e:

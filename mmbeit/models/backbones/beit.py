@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.registry import MODELS
 from ..layers.patch_embed import PatchEmbed
-from ..layers.relative_position_bias import RelativePositionBias
+from ..layers.relative_position_bias import RelativePositionBias, RelPosWindow
 from ..layers.transformer_layer import BEiTTransformerLayer
 from ..utils.pos_resize import (check_rel_pos_resize_mode,
                                 resize_abs_pos_embed)
@@ -212,16 +212,19 @@ class BEiT(BaseModule):
         if self.pos_embed is not None:
             x = x + self._pos_embed_for(hw)
         x = self.drop_after_pos(x)
-        shared_bias = self.rel_pos_bias(hw) if self.rel_pos_bias is not None else None
+        # one window for every table: the index and resize weights of this input size are
+        # made once per forward (on first use), not once per layer
+        window = RelPosWindow(hw, x.device)
+        shared_bias = self.rel_pos_bias(hw, window) if self.rel_pos_bias is not None else None
 
         outs = []
         last = self.num_layers - 1
         stop = max(self.out_indices)  # layers above the highest output are skipped
         for i, layer in enumerate(self.layers[:stop + 1]):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint(layer, x, hw, shared_bias, use_reentrant=False)
+                x = checkpoint(layer, x, hw, shared_bias, window, use_reentrant=False)
             else:
-                x = layer(x, hw, shared_bias)
+                x = layer(x, hw, shared_bias, window)
             if i == last and self.norm is not None:
                 x = self.norm(x)
             if i in self.out_indices:

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .relative_position_bias import RelativePositionBias
+from .relative_position_bias import RelativePositionBias, RelPosWindow
 
 
 class BEiTAttention(nn.Module):
@@ -52,8 +52,13 @@ class BEiTAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
-                shared_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: [B, N, C] (N = 1 + Wh*Ww); shared_bias: [heads, N, N] or None."""
+                shared_bias: Optional[torch.Tensor] = None,
+                window: Optional[RelPosWindow] = None) -> torch.Tensor:
+        """x: [B, N, C] (N = 1 + Wh*Ww); shared_bias: [heads, N, N] or None.
+
+        ``window``: the forward's :class:`RelPosWindow` of ``window_size``, shared by
+        the layers (the bias index and resize weights made once), or None.
+        """
         B, N, C = x.shape
         qkv = self.qkv(x)  # [B, N, 3C]
         if self.q_bias is not None:
@@ -61,7 +66,8 @@ class BEiTAttention(nn.Module):
             qkv = qkv + torch.cat([self.q_bias, k_bias, self.v_bias]).to(qkv.dtype)
         qkv = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, heads, N, C/heads] each
-        attn_bias = self.rel_pos_bias(window_size) if self.rel_pos_bias is not None else None
+        attn_bias = (self.rel_pos_bias(window_size, window) if self.rel_pos_bias is not None
+                     else None)
         if shared_bias is not None:
             attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias
         if attn_bias is not None:

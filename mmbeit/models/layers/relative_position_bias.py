@@ -1,11 +1,11 @@
 """BEiT's learned relative position bias (shared or per layer)."""
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from ..utils.pos_resize import (check_rel_pos_resize_mode, infer_square_window,
-                                rel_pos_table_size, resize_rel_pos_table)
+from ..utils.pos_resize import (RelPosWeights, apply_rel_pos_resize, check_rel_pos_resize_mode,
+                                infer_square_window, rel_pos_resize_weights, rel_pos_table_size)
 
 
 def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
@@ -28,6 +28,42 @@ def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
     index[0:, 0] = num_rows - 2  # token -> cls
     index[0, 0] = num_rows - 1  # cls -> cls
     return index
+
+
+class RelPosWindow:
+    """What every relative position bias of one forward shares: the input's window.
+
+    The relative position index and the resize weights depend on the window sizes
+    only, not on a table, so a backbone makes one of these per forward and passes it
+    to every layer: each is computed on first use and then reused by the other
+    layers (in a traced graph, once instead of once per layer). Nothing is computed
+    where every bias comes from a cache.
+
+    Args:
+        window_size: (Wh, Ww) of the input (may be symbolic).
+        device: where the index and weights are built.
+    """
+
+    def __init__(self, window_size: Tuple, device: Union[str, torch.device, None] = None
+                 ) -> None:
+        self.window_size = tuple(window_size)
+        self.device = device
+        self._index: Optional[torch.Tensor] = None
+        self._weights: Dict[tuple, RelPosWeights] = {}
+
+    def index(self) -> torch.Tensor:
+        """:func:`relative_position_index` of the window: [N+1, N+1]."""
+        if self._index is None:
+            self._index = relative_position_index(self.window_size).to(self.device)
+        return self._index
+
+    def resize_weights(self, src_window: Tuple[int, int], mode: str) -> RelPosWeights:
+        """:func:`~mmbeit.models.utils.pos_resize.rel_pos_resize_weights` from ``src_window``."""
+        key = (tuple(src_window), mode)
+        if key not in self._weights:
+            self._weights[key] = rel_pos_resize_weights(src_window, self.window_size, mode,
+                                                        self.device)
+        return self._weights[key]
 
 
 class RelativePositionBias(nn.Module):
@@ -59,23 +95,19 @@ class RelativePositionBias(nn.Module):
         self._index_cache: Dict[Tuple[int, int], torch.Tensor] = {}
         self._bias_cache: Dict[tuple, torch.Tensor] = {}
 
-    def _index_for(self, window_size: Tuple[int, int]) -> torch.Tensor:
-        if window_size == self.window_size:
-            return self.index
-        index = self._index_cache.get(window_size)
-        if index is None or index.device != self.table.device:
-            index = relative_position_index(window_size).to(self.table.device)
-            self._index_cache[window_size] = index
-        return index
+    def forward(self, window_size: Tuple[int, int],
+                window: Optional[RelPosWindow] = None) -> torch.Tensor:
+        """Bias for a (Wh, Ww) window: [num_heads, Wh*Ww+1, Wh*Ww+1].
 
-    def forward(self, window_size: Tuple[int, int]) -> torch.Tensor:
-        """Bias for a (Wh, Ww) window: [num_heads, Wh*Ww+1, Wh*Ww+1]."""
+        ``window``: the forward's shared :class:`RelPosWindow` of ``window_size``
+        (index and resize weights made once for all layers); None makes a private one.
+        """
         window_size = tuple(window_size)
+        if window is None or window.device != self.table.device:
+            window = RelPosWindow(window_size, self.table.device)
         if any(isinstance(s, torch.SymInt) for s in window_size):
             # traced for any input size (torch.export): no Python branch on the size
-            return self._bias(resize_rel_pos_table(self.table, self.window_size, window_size,
-                                                   self.resize_mode),
-                              relative_position_index(window_size).to(self.table.device))
+            return self._bias(self._resized(window), window.index())
         cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         if cacheable:
             # _version changes on every in-place update (optimizer step, load).
@@ -83,12 +115,27 @@ class RelativePositionBias(nn.Module):
             bias = self._bias_cache.get(key)
             if bias is not None:
                 return bias
-        table = resize_rel_pos_table(self.table, self.window_size, window_size, self.resize_mode)
-        bias = self._bias(table, self._index_for(window_size))
+        bias = self._bias(self._resized(window), self._index_for(window_size, window))
         if cacheable:
             self._bias_cache.clear()
             self._bias_cache[key] = bias
         return bias
+
+    def _resized(self, window: RelPosWindow) -> torch.Tensor:
+        """The table resized to ``window`` with its shared weights."""
+        weights = window.resize_weights(self.window_size, self.resize_mode)
+        return apply_rel_pos_resize(self.table, self.window_size, window.window_size, weights,
+                                    self.resize_mode)
+
+    def _index_for(self, window_size: Tuple[int, int], window: RelPosWindow) -> torch.Tensor:
+        if window_size == self.window_size:
+            return self.index
+        index = self._index_cache.get(window_size)
+        if index is None or index.device != self.table.device:
+            index = window.index()
+            if not torch.compiler.is_exporting():  # an export must not assign module state
+                self._index_cache[window_size] = index
+        return index
 
     @staticmethod
     def _bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

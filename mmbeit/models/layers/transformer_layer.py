@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from .attention import BEiTAttention
 from .drop_path import DropPath
+from .relative_position_bias import RelPosWindow
 from .mlp import Mlp
 
 
@@ -45,9 +46,10 @@ class BEiTTransformerLayer(nn.Module):
             self.gamma1 = self.gamma2 = None
 
     def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
-                shared_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: [B, N, C] -> [B, N, C]."""
-        y = self.attn(self.norm1(x), window_size, shared_bias)
+                shared_bias: Optional[torch.Tensor] = None,
+                window: Optional[RelPosWindow] = None) -> torch.Tensor:
+        """x: [B, N, C] -> [B, N, C]; ``window``: the forward's shared :class:`RelPosWindow`."""
+        y = self.attn(self.norm1(x), window_size, shared_bias, window)
         x = x + self.drop_path(y if self.gamma1 is None else self.gamma1 * y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path(y if self.gamma2 is None else self.gamma2 * y)

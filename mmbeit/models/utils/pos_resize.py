@@ -76,24 +76,49 @@ def _is_static(sizes: Sequence[Size]) -> bool:
     return not any(isinstance(s, torch.SymInt) for s in sizes)
 
 
-def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
-                         dst_window: Tuple[Size, Size], mode: str = 'unilm') -> torch.Tensor:
-    """Resize a BEiT relative-position bias table to another window.
+RelPosWeights = Optional[Tuple[torch.Tensor, torch.Tensor]]
 
-    The (2Wh-1)x(2Ww-1) grid of offsets is resized by ``mode`` ('unilm': the
-    geometric offsets and cubic spline of the BEiT paper's code, see the module
-    docstring; 'bilinear': transformers' ``interpolate_pos_encoding``); the
-    three cls rows are kept. The math runs in fp32, the result has the table's
-    dtype. ``dst_window`` may be symbolic (``torch.export``).
+
+def rel_pos_resize_weights(src_window: Tuple[int, int], dst_window: Tuple[Size, Size],
+                           mode: str = 'unilm',
+                           device: Union[str, torch.device, None] = None) -> RelPosWeights:
+    """The per-axis weights ``(A_h, A_w)`` that resize a table from one window to another.
+
+    They depend on the two windows only, not on the table, so a model computes them
+    once per forward for all its tables (:func:`apply_rel_pos_resize`). None where
+    no matrices are needed: the same static window, or ``mode='bilinear'`` (one
+    ``F.interpolate`` on the table).
 
     Args:
-        table: [(2Wh-1)*(2Ww-1)+3, num_heads]
         src_window: (Wh, Ww) the table was made for.
-        dst_window: (Wh', Ww') wanted.
+        dst_window: (Wh', Ww') wanted (may be symbolic).
         mode: 'unilm' (default) or 'bilinear'.
+        device: where to build the weights.
 
     Returns:
-        [(2Wh'-1)*(2Ww'-1)+3, num_heads]
+        fp32 ``(A_h [2Wh'-1, 2Wh-1], A_w [2Ww'-1, 2Ww-1])`` or None.
+    """
+    check_rel_pos_resize_mode(mode)
+    src_window, dst_window = tuple(src_window), tuple(dst_window)
+    if mode == 'bilinear' or (_is_static(dst_window) and src_window == dst_window):
+        return None
+    src_h, src_w = 2 * src_window[0] - 1, 2 * src_window[1] - 1
+    dst_h, dst_w = 2 * dst_window[0] - 1, 2 * dst_window[1] - 1
+    if src_h == src_w:  # a square source (every BEiT checkpoint): both axes in one pass
+        a_h, a_w = _unilm_weights(src_h, (dst_h, dst_w), device)
+    else:
+        (a_h,), (a_w,) = (_unilm_weights(src_h, (dst_h,), device),
+                          _unilm_weights(src_w, (dst_w,), device))
+    return a_h, a_w
+
+
+def apply_rel_pos_resize(table: torch.Tensor, src_window: Tuple[int, int],
+                         dst_window: Tuple[Size, Size], weights: RelPosWeights,
+                         mode: str = 'unilm') -> torch.Tensor:
+    """Resize ``table`` with the ``weights`` of :func:`rel_pos_resize_weights`.
+
+    ``weights`` must be what ``rel_pos_resize_weights(src_window, dst_window, mode)``
+    returned (on the table's device); the result is :func:`resize_rel_pos_table`'s.
     """
     check_rel_pos_resize_mode(mode)
     src_window, dst_window = tuple(src_window), tuple(dst_window)
@@ -111,14 +136,44 @@ def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
         grid = F.interpolate(grid.unsqueeze(0), size=(dst_h, dst_w), mode='bilinear',
                              align_corners=False).squeeze(0)
     else:
-        if src_h == src_w:  # a square source (every BEiT checkpoint): both axes in one pass
-            a_h, a_w = _unilm_weights(src_h, (dst_h, dst_w), grid.device)
-        else:
-            (a_h,), (a_w,) = (_unilm_weights(src_h, (dst_h,), grid.device),
-                              _unilm_weights(src_w, (dst_w,), grid.device))
+        if weights is None:
+            raise ValueError(f'unilm resize from {src_window} to {dst_window} needs the '
+                             'weights of rel_pos_resize_weights, got None')
+        a_h, a_w = weights
         grid = a_h @ grid @ a_w.t()  # [dst_h, src_h] @ [heads, src_h, src_w] @ [src_w, dst_w]
     grid = grid.permute(1, 2, 0).reshape(dst_h * dst_w, num_heads).to(table.dtype)
     return torch.cat([grid, table[-NUM_EXTRA_REL_TOKENS:]], dim=0)
+
+
+def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
+                         dst_window: Tuple[Size, Size], mode: str = 'unilm') -> torch.Tensor:
+    """Resize a BEiT relative-position bias table to another window.
+
+    The (2Wh-1)x(2Ww-1) grid of offsets is resized by ``mode`` ('unilm': the
+    geometric offsets and cubic spline of the BEiT paper's code, see the module
+    docstring; 'bilinear': transformers' ``interpolate_pos_encoding``); the
+    three cls rows are kept. The math runs in fp32, the result has the table's
+    dtype. ``dst_window`` may be symbolic (``torch.export``). Equals
+    :func:`apply_rel_pos_resize` with :func:`rel_pos_resize_weights`.
+
+    Args:
+        table: [(2Wh-1)*(2Ww-1)+3, num_heads]
+        src_window: (Wh, Ww) the table was made for.
+        dst_window: (Wh', Ww') wanted.
+        mode: 'unilm' (default) or 'bilinear'.
+
+    Returns:
+        [(2Wh'-1)*(2Ww'-1)+3, num_heads]
+    """
+    check_rel_pos_resize_mode(mode)
+    src_window, dst_window = tuple(src_window), tuple(dst_window)
+    if _is_static(dst_window) and src_window == dst_window:
+        return table
+    if table.shape[0] != rel_pos_table_size(src_window):
+        raise ValueError(f'table has {table.shape[0]} rows, expected '
+                         f'{rel_pos_table_size(src_window)} for window {src_window}')
+    weights = rel_pos_resize_weights(src_window, dst_window, mode, table.device)
+    return apply_rel_pos_resize(table, src_window, dst_window, weights, mode)
 
 
 def unilm_axis_weights(src_len: int, dst_len: Size,

@@ -1,7 +1,6 @@
 """mmbeit: BEiT for the OpenMMLab ecosystem."""
 import os.path as osp
 import shutil
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -51,11 +50,17 @@ setup(
     description='BEiT (BERT Pre-Training of Image Transformers) for OpenMMLab',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
-    package_data={'mmbeit': ['.mim/model-index.yml', '.mim/configs/*.py', '.mim/configs/*/*.py',
-                             '.mim/configs/*/*/*.py', '.mim/configs/*/*.yml']},
+    package_data={
+        'mmbeit': [
+            '.mim/model-index.yml', '.mim/configs/*.py', '.mim/configs/*/*.py',
+            '.mim/configs/*/*/*.py', '.mim/configs/*/*.yml'
+        ]
+    },
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt'),
-                    'deploy': read_requirements('deploy.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        'deploy': read_requirements('deploy.txt')
+    },
     license='Apache License 2.0',
 )

@@ -4,8 +4,8 @@ Importing the package applies the compatibility fixes for today's PyTorch
 (see :mod:`mmbeit.compat`); everything else is imported lazily, by the
 registries' ``locations`` or explicitly.
 """
-from .version import __version__
 from .compat import apply_compat
+from .version import __version__
 
 apply_compat()
 

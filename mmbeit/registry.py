@@ -20,7 +20,9 @@ from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-__all__ = ['RUNNERS', 'MODELS', 'TRANSFORMS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS']
+__all__ = [
+    'RUNNERS', 'MODELS', 'TRANSFORMS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS'
+]
 
 # BEiTRunner
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope='mmbeit', locations=['mmbeit.engine'])

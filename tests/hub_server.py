@@ -72,6 +72,7 @@ class HubServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+
             def log_message(self, *args):
                 pass
 
@@ -124,9 +125,15 @@ class HubServer:
                 if revision not in server.repos[repo]:
                     return self._error(404, 'RevisionNotFound')
                 commit, files = server.repos[repo][revision]
-                body = json.dumps({'id': repo, 'modelId': repo, 'sha': commit, 'private': False,
-                                   'siblings': [{'rfilename': f} for f in sorted(files)]}
-                                  ).encode()
+                body = json.dumps({
+                    'id': repo,
+                    'modelId': repo,
+                    'sha': commit,
+                    'private': False,
+                    'siblings': [{
+                        'rfilename': f
+                    } for f in sorted(files)]
+                }).encode()
                 self.send_response(200)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', str(len(body)))
@@ -145,6 +152,7 @@ class HubServer:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+
     def log_message(self, *args):
         pass
 

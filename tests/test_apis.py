@@ -14,10 +14,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from mmbeit.apis import get_model, inference_model, list_models
-from mmbeit.apis import builder, model_zoo
+from mmbeit.apis import builder, get_model, inference_model, list_models, model_zoo
 from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
-
 from helpers import serve_folder as serve  # tests/helpers.py
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -44,11 +42,17 @@ def _mmpretrain_classifier(num_classes: int) -> torch.nn.Module:
     from mmpretrain.registry import MODELS
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type='BEiTViT', arch=dict(TINY_ARCH), img_size=64, patch_size=8,
-                          out_type='avg_featmap', use_rel_pos_bias=True),
-            head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=64)))
+        model = MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=dict(
+                    type='BEiTViT',
+                    arch=dict(TINY_ARCH),
+                    img_size=64,
+                    patch_size=8,
+                    out_type='avg_featmap',
+                    use_rel_pos_bias=True),
+                head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=64)))
     with torch.no_grad():  # non-trivial values everywhere, so that a wrong mapping shows
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.2)
@@ -74,8 +78,9 @@ def test_list_models():
     assert 'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k' in names
     base = list_models('beit-base')
     assert base and all(n.startswith('beit-base') for n in base)
-    assert list_models('BEIT_BEIT-BASE') == ['beit_beit-base-p16_3rdparty_in21k',
-                                             'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k']
+    assert list_models('BEIT_BEIT-BASE') == [
+        'beit_beit-base-p16_3rdparty_in21k', 'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k'
+    ]
     assert list_models('*384px') == ['beit-base-p16_beit-in21k-pre_3rdparty_in1k-384px']
     cls = list_models('beit', task='Image Classification')
     assert 'beit-base-p16_beit-in21k-pre_3rdparty_in1k' in cls
@@ -108,11 +113,15 @@ def test_get_model_from_a_shrunk_config_extracts_features():
 
 
 def test_get_model_by_name_without_weights_downloads_nothing(monkeypatch):
+
     def no_download(*args, **kwargs):
         raise AssertionError('nothing may be downloaded with pretrained=False')
+
     monkeypatch.setattr('mmbeit.utils.checkpoint_io.download_checkpoint', no_download)
-    model = get_model('beit-base-p16_beit-pre_8xb128-coslr-100e_in1k',
-                      backbone=dict(arch='tiny', img_size=32), head=dict(in_channels=64))
+    model = get_model(
+        'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k',
+        backbone=dict(arch='tiny', img_size=32),
+        head=dict(in_channels=64))
     assert model.model_info.name == 'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k'
     with pytest.raises(ValueError, match='has no weights'):
         get_model(TINY_CFG, pretrained=True)  # a config without load_from
@@ -125,19 +134,23 @@ def zoo(tmp_path, monkeypatch):
     ref = _mmpretrain_classifier(len(SAMPLE_CLS_CLASSES))
     www = tmp_path / 'www'
     www.mkdir()
-    ckpt = dict(state_dict=ref.state_dict(),
-                meta=dict(epoch=20, dataset_meta=dict(classes=list(SAMPLE_CLS_CLASSES))))
+    ckpt = dict(
+        state_dict=ref.state_dict(),
+        meta=dict(epoch=20, dataset_meta=dict(classes=list(SAMPLE_CLS_CLASSES))))
     file = _save_hashed(ckpt, str(www), 'beit-tiny_sample_20260101')
-    (tmp_path / 'tiny.py').write_text(textwrap.dedent(f"""\
+    (tmp_path / 'tiny.py').write_text(
+        textwrap.dedent(f"""\
         _base_ = {TINY_CFG!r}
         model = dict(backbone=dict(init_cfg=None))
         """))
     with serve(www) as base_url:
-        (tmp_path / 'model-index.yml').write_text(textwrap.dedent(f"""\
+        (tmp_path / 'model-index.yml').write_text(
+            textwrap.dedent("""\
             Import:
               - metafile.yml
             """))
-        (tmp_path / 'metafile.yml').write_text(textwrap.dedent(f"""\
+        (tmp_path / 'metafile.yml').write_text(
+            textwrap.dedent(f"""\
             Models:
               - Name: beit-tiny-p16_test-pre_sample
                 In Collection: BEiT
@@ -161,10 +174,10 @@ def test_get_model_pretrained_true_loads_the_metafile_weights_over_http(zoo, tmp
     model = get_model(name, pretrained=True)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(model(x, mode='tensor'), ref(x, mode='tensor'),
-                                   rtol=0, atol=1e-4)
-        torch.testing.assert_close(model.extract_feat(x)[0], ref.extract_feat(x)[0],
-                                   rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            model(x, mode='tensor'), ref(x, mode='tensor'), rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            model.extract_feat(x)[0], ref.extract_feat(x)[0], rtol=0, atol=1e-4)
     assert model.dataset_meta['classes'] == SAMPLE_CLS_CLASSES
     cached = list((tmp_path / 'cache').rglob('beit-tiny_sample_20260101-*.pth'))
     assert len(cached) == 1  # downloaded once into the cache, under its hashed name
@@ -191,8 +204,10 @@ def test_inference_model_by_name(zoo, circle_png):
 def test_inference_model_path_array_and_built_model_agree(circle_png, tmp_path):
     model = get_model(TINY_CFG)
     ckpt = tmp_path / 'tiny.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=list(SAMPLE_CLS_CLASSES)))), ckpt)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=list(SAMPLE_CLS_CLASSES)))), ckpt)
     by_path = inference_model(TINY_CFG, circle_png, checkpoint=str(ckpt))
     bgr = np.ascontiguousarray(np.asarray(Image.open(circle_png).convert('RGB'))[..., ::-1])
     by_array = inference_model(TINY_CFG, bgr, checkpoint=str(ckpt))
@@ -223,11 +238,22 @@ def test_transformers_id2label_next_to_the_weights(tmp_path):
     config.json beside them, and the model computes what transformers computes."""
     from transformers import BeitConfig, BeitForImageClassification
     labels = {0: 'n01440764 tench', 1: 'goldfish, Carassius auratus', 2: 'great white shark'}
-    hf_cfg = BeitConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=256, image_size=32, patch_size=16,
-                        use_relative_position_bias=True, use_mean_pooling=True,
-                        layer_norm_eps=1e-6, num_labels=3, id2label=labels,
-                        label2id={v: k for k, v in labels.items()})
+    hf_cfg = BeitConfig(
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        image_size=32,
+        patch_size=16,
+        use_relative_position_bias=True,
+        use_mean_pooling=True,
+        layer_norm_eps=1e-6,
+        num_labels=3,
+        id2label=labels,
+        label2id={
+            v: k
+            for k, v in labels.items()
+        })
     torch.manual_seed(0)
     hf = BeitForImageClassification(hf_cfg).eval()
     folder = tmp_path / 'www' / 'microsoft' / 'beit-tiny' / 'resolve' / 'main'
@@ -235,13 +261,16 @@ def test_transformers_id2label_next_to_the_weights(tmp_path):
     cfg = Config.fromfile(osp.join(BENCH, 'beit-base-p16_8xb64_in21k.py'))
     with serve(tmp_path / 'www') as base_url:
         url = f'{base_url}/microsoft/beit-tiny/resolve/main/model.safetensors'
-        model = get_model(cfg, pretrained=url, backbone=dict(arch='tiny', img_size=32),
-                          head=dict(in_channels=64, num_classes=3))
+        model = get_model(
+            cfg,
+            pretrained=url,
+            backbone=dict(arch='tiny', img_size=32),
+            head=dict(in_channels=64, num_classes=3))
     assert model.dataset_meta['classes'] == tuple(labels[i] for i in range(3))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(model(x, mode='tensor'), hf(pixel_values=x).logits,
-                                   rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            model(x, mode='tensor'), hf(pixel_values=x).logits, rtol=0, atol=1e-4)
     # a transformers folder works as well
     assert get_model(cfg, pretrained=str(folder), backbone=dict(arch='tiny', img_size=32),
                      head=dict(in_channels=64, num_classes=3)).dataset_meta['classes'][2] == \
@@ -261,8 +290,8 @@ def test_segmentation_configs_are_dispatched(tmp_path):
 
 
 def test_mim_models_have_no_inference():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'beit',
-                                   'beit_beit-tiny-p8_1xb32-10e_sample.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py'))
     model = get_model(cfg)
     with pytest.raises(ValueError, match='no inference for .*BEiTPretrain'):
         inference_model(model, np.zeros((64, 64, 3), np.uint8))
@@ -286,9 +315,11 @@ def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tm
     plain.init_weights()
     assert all(torch.equal(before[k], v) for k, v in plain.backbone.state_dict().items())
 
-    cfg.merge_from_dict({'model.backbone.init_cfg.type': 'Pretrained',
-                         'model.backbone.init_cfg.checkpoint': str(ckpt),
-                         'model.backbone.init_cfg.prefix': 'backbone.'})
+    cfg.merge_from_dict({
+        'model.backbone.init_cfg.type': 'Pretrained',
+        'model.backbone.init_cfg.checkpoint': str(ckpt),
+        'model.backbone.init_cfg.prefix': 'backbone.'
+    })
     model = builder.build_model(cfg)
     model.init_weights()
     got = model.backbone.state_dict()
@@ -301,15 +332,16 @@ def test_sample_config_starts_from_a_mim_checkpoint_given_on_the_command_line(tm
 
 # ------------------------------------------------------------------------- tools/test.py URL
 def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
-    """`tools/test.py CONFIG URL` (the command of mmpretrain's BEiT page) with weights that mmpretrain
-    itself made, served over http://127.0.0.1: downloaded to the cache, detected, converted, tested."""
+    """`tools/test.py CONFIG URL` (the command of mmpretrain's BEiT page) with weights that
+    mmpretrain itself made, served over http://127.0.0.1: downloaded to the cache, detected,
+    converted, tested."""
     import json
     import subprocess
     import sys
 
     from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
-    data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=4,
-                                seg_train=1, seg_val=1)
+    data = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=4, seg_train=1, seg_val=1)
     folder = tmp_path / 'served'
     folder.mkdir()
     ref = _mmpretrain_classifier(len(SAMPLE_CLS_CLASSES))
@@ -317,13 +349,18 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
     work_dir = tmp_path / 'work'
     cache = tmp_path / 'cache'
     with serve(folder) as url:
-        proc = subprocess.run(
-            [sys.executable, osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, f'{url}/{name}',
-             '--work-dir', str(work_dir), '--cfg-options',
-             f'test_dataloader.dataset.data_root={data}/imagenet', 'test_dataloader.num_workers=0',
-             'test_dataloader.persistent_workers=False'],
-            cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
-            env=dict(os.environ, MMBEIT_CACHE_DIR=str(cache), OMP_NUM_THREADS='1'))
+        proc = subprocess.run([
+            sys.executable,
+            osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, f'{url}/{name}', '--work-dir',
+            str(work_dir), '--cfg-options', f'test_dataloader.dataset.data_root={data}/imagenet',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'
+        ],
+                              cwd=str(tmp_path),
+                              capture_output=True,
+                              text=True,
+                              timeout=300,
+                              env=dict(
+                                  os.environ, MMBEIT_CACHE_DIR=str(cache), OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '(mmpretrain format' in proc.stdout + proc.stderr
     assert any(f.endswith(name) for _, _, files in os.walk(cache) for f in files)
@@ -332,7 +369,7 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
 
 
 def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
-    """tools/test.py --out (predictions pickle), --show-dir (drawn predictions) and --tta (flip TTA)."""
+    """tools/test.py --out (predictions pickle), --show-dir (drawn predictions), --tta (flip)."""
     import json
     import pickle
     import subprocess
@@ -340,17 +377,24 @@ def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
 
     from mmbeit.apis import get_model
     from mmbeit.utils.sample_data import generate_sample_data
-    data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2,
-                                seg_train=1, seg_val=1)
+    data = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2, seg_train=1, seg_val=1)
     ckpt = str(tmp_path / 'tiny.pth')
     torch.save({'state_dict': get_model(TINY_CFG).state_dict(), 'meta': {}}, ckpt)
-    common = ['--cfg-options', f'test_dataloader.dataset.data_root={data}/imagenet',
-              'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+    common = [
+        '--cfg-options', f'test_dataloader.dataset.data_root={data}/imagenet',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'
+    ]
 
     def run(work, *extra):
-        proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, ckpt,
-                               '--work-dir', str(tmp_path / work), *extra, *common],
-                              capture_output=True, text=True, timeout=300,
+        proc = subprocess.run([
+            sys.executable,
+            osp.join(ROOT, 'tools', 'test.py'), TINY_CFG, ckpt, '--work-dir',
+            str(tmp_path / work), *extra, *common
+        ],
+                              capture_output=True,
+                              text=True,
+                              timeout=300,
                               env=dict(os.environ, OMP_NUM_THREADS='1'))
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return json.load(open(tmp_path / work / 'test_metrics.json'))

@@ -42,7 +42,7 @@ def test_out_indices_negative():
     outs = model(torch.randn(1, 3, 64, 64))
     assert model.out_indices == [0, 3] and len(outs) == 2
     with pytest.raises(ValueError, match='out of range'):
-        BEiT(arch='t', out_indices=(4,))
+        BEiT(arch='t', out_indices=(4, ))
 
 
 @pytest.mark.parametrize('use_abs', [False, True])
@@ -51,8 +51,12 @@ def test_runtime_size_equals_model_built_for_size(use_abs, size):
     """A 64-pixel model run at another size == a model built for that size from its checkpoint."""
     src = tiny(use_abs_pos_emb=use_abs, use_shared_rel_pos_bias=True, use_rel_pos_bias=True)
     x = torch.randn(2, 3, *size)
-    dst = BEiT(arch='tiny', img_size=size, use_abs_pos_emb=use_abs,
-               use_shared_rel_pos_bias=True, use_rel_pos_bias=True).eval()
+    dst = BEiT(
+        arch='tiny',
+        img_size=size,
+        use_abs_pos_emb=use_abs,
+        use_shared_rel_pos_bias=True,
+        use_rel_pos_bias=True).eval()
     if size[0] != size[1]:
         # square checkpoints only are resized on load; fit the non-square tables by hand
         sd = {k: v for k, v in src.state_dict().items()}
@@ -113,8 +117,12 @@ def test_gradient_checkpointing_same_gradients_and_every_param_gets_grad():
     x = torch.randn(2, 3, 64, 64)
     grads = []
     for with_cp in (False, True):
-        model = tiny(with_cp=with_cp, use_abs_pos_emb=True, use_shared_rel_pos_bias=True,
-                     use_mask_token=True, out_type='avg_featmap').train()
+        model = tiny(
+            with_cp=with_cp,
+            use_abs_pos_emb=True,
+            use_shared_rel_pos_bias=True,
+            use_mask_token=True,
+            out_type='avg_featmap').train()
         mask = torch.zeros(2, 16, dtype=torch.bool)
         mask[:, :5] = True
         model(x, mask=mask)[0].pow(2).sum().backward()

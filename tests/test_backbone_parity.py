@@ -11,7 +11,6 @@ import torch
 import mmbeit  # noqa: F401
 from mmbeit.converters import load_pretrained
 from mmbeit.models.backbones.beit import BEiT
-
 from helpers import TOL, assert_close, randomize_  # tests/helpers.py: fp32 <= 1e-4, non-trivial
 
 C, DEPTH, HEADS, IMG = 64, 4, 4, 64
@@ -25,8 +24,11 @@ def classifier(**backbone) -> torch.nn.Module:
     cfg = dict(type='mmbeit.BEiT', arch=ARCH, img_size=IMG)
     cfg.update(backbone)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(dict(type='ImageClassifier', backbone=cfg,
-                                  head=dict(type='LinearClsHead', num_classes=10, in_channels=C)))
+        model = MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=cfg,
+                head=dict(type='LinearClsHead', num_classes=10, in_channels=C)))
     model.eval()
     return model
 
@@ -46,8 +48,13 @@ def image():
 @pytest.mark.parametrize('out_type,final_norm', [('avg_featmap', False), ('cls_token', True)])
 def test_mmpretrain_beitvit(image, out_type, final_norm):
     from mmpretrain.models import BEiTViT
-    ref = randomize_(BEiTViT(arch=dict(ARCH), img_size=IMG, out_type=out_type, final_norm=final_norm,
-                             use_rel_pos_bias=True))
+    ref = randomize_(
+        BEiTViT(
+            arch=dict(ARCH),
+            img_size=IMG,
+            out_type=out_type,
+            final_norm=final_norm,
+            use_rel_pos_bias=True))
     model = ours(out_type=out_type, final_norm=final_norm)
     report = load_pretrained(model, ref.state_dict())
     assert report.fmt == 'mmpretrain'
@@ -59,8 +66,8 @@ def test_mmpretrain_pretrain_vit_with_mask(image):
     """BEiTPretrainViT: shared bias, mask token, final norm, all tokens."""
     from mmpretrain.models.selfsup.beit import BEiTPretrainViT
     ref = randomize_(BEiTPretrainViT(arch=dict(ARCH), img_size=IMG))
-    model = ours(out_type='raw', use_rel_pos_bias=False, use_shared_rel_pos_bias=True,
-                 use_mask_token=True)
+    model = ours(
+        out_type='raw', use_rel_pos_bias=False, use_shared_rel_pos_bias=True, use_mask_token=True)
     load_pretrained(model, ref.state_dict())
     mask = torch.rand(2, IMG // 16, IMG // 16, generator=torch.Generator().manual_seed(2)) > 0.5
     with torch.no_grad():
@@ -71,10 +78,19 @@ def test_mmpretrain_pretrain_vit_with_mask(image):
 def test_mmseg_beit_multiscale(image):
     from mmseg.models.backbones import BEiT as MMSegBEiT
     out_indices = (1, 3, 5, 7)  # as (3, 5, 7, 11) in the 12-layer model
-    ref = randomize_(MMSegBEiT(img_size=IMG, embed_dims=C, num_layers=8, num_heads=HEADS,
-                               out_indices=out_indices, norm_cfg=dict(type='LN', eps=1e-6)))
-    model = ours(arch=dict(ARCH, num_layers=8), out_type='featmap', out_indices=out_indices,
-                 final_norm=False)
+    ref = randomize_(
+        MMSegBEiT(
+            img_size=IMG,
+            embed_dims=C,
+            num_layers=8,
+            num_heads=HEADS,
+            out_indices=out_indices,
+            norm_cfg=dict(type='LN', eps=1e-6)))
+    model = ours(
+        arch=dict(ARCH, num_layers=8),
+        out_type='featmap',
+        out_indices=out_indices,
+        final_norm=False)
     load_pretrained(model, ref.state_dict())
     with torch.no_grad():
         got, want = model(image), ref(image)
@@ -86,9 +102,17 @@ def test_mmseg_beit_multiscale(image):
 # --------------------------------------------------------------- transformers
 def _hf_config(**kwargs):
     from transformers import BeitConfig
-    cfg = dict(hidden_size=C, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-               intermediate_size=4 * C, image_size=IMG, patch_size=16, layer_norm_eps=1e-6,
-               use_relative_position_bias=True, use_mean_pooling=True, num_labels=10)
+    cfg = dict(
+        hidden_size=C,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=4 * C,
+        image_size=IMG,
+        patch_size=16,
+        layer_norm_eps=1e-6,
+        use_relative_position_bias=True,
+        use_mean_pooling=True,
+        num_labels=10)
     cfg.update(kwargs)
     return BeitConfig(**cfg)
 
@@ -106,8 +130,8 @@ def test_transformers_beit_model_pooler(image):
 def test_transformers_image_classification_logits(image, mean_pooling):
     from transformers import BeitForImageClassification
     ref = randomize_(BeitForImageClassification(_hf_config(use_mean_pooling=mean_pooling)))
-    model = classifier(final_norm=not mean_pooling,
-                       out_type='avg_featmap' if mean_pooling else 'cls_token')
+    model = classifier(
+        final_norm=not mean_pooling, out_type='avg_featmap' if mean_pooling else 'cls_token')
     load_pretrained(model, ref.state_dict())
     with torch.no_grad():
         assert_close(model(image, mode='tensor'), ref(pixel_values=image).logits)
@@ -118,8 +142,8 @@ def test_transformers_other_input_size(image):
     with interpolate_pos_encoding (the default, unilm's resize, differs)."""
     from transformers import BeitModel
     ref = randomize_(BeitModel(_hf_config(use_absolute_position_embeddings=True)))
-    model = ours(out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True,
-                 rel_pos_resize='bilinear')
+    model = ours(
+        out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True, rel_pos_resize='bilinear')
     load_pretrained(model, ref.state_dict())
     unilm = ours(out_type='avg_featmap', final_norm=False, use_abs_pos_emb=True)
     load_pretrained(unilm, ref.state_dict())
@@ -133,8 +157,15 @@ def test_transformers_other_input_size(image):
 # ----------------------------------------------------------------------- timm
 def test_timm_beit_logits(image):
     import timm
-    ref = randomize_(timm.create_model('beit_base_patch16_224', pretrained=False, img_size=IMG,
-                                       embed_dim=C, depth=DEPTH, num_heads=HEADS, num_classes=10))
+    ref = randomize_(
+        timm.create_model(
+            'beit_base_patch16_224',
+            pretrained=False,
+            img_size=IMG,
+            embed_dim=C,
+            depth=DEPTH,
+            num_heads=HEADS,
+            num_classes=10))
     model = classifier(final_norm=False)
     assert load_pretrained(model, ref.state_dict()).fmt == 'timm'
     with torch.no_grad():

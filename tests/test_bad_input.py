@@ -56,7 +56,7 @@ def test_float_and_other_arrays_are_refused_with_a_hint(dtype, classifier):
             inference_model(classifier, np.zeros((16, 16, 3), dtype))
 
 
-@pytest.mark.parametrize('shape', [(16, 16, 2), (16,), (2, 16, 16, 3), (0, 16, 3)])
+@pytest.mark.parametrize('shape', [(16, 16, 2), (16, ), (2, 16, 16, 3), (0, 16, 3)])
 def test_arrays_of_other_shapes_are_refused(shape, classifier):
     with pytest.raises(ValueError, match=r'expected a uint8 array \[H, W, 3\]|is empty'):
         inference_model(classifier, np.zeros(shape, np.uint8))
@@ -76,8 +76,7 @@ def _same_prediction(model, a, b):
         assert (pa['pred_mask'] == pb['pred_mask']).all()
 
 
-def test_grayscale_files_and_2d_arrays_become_three_equal_channels(tmp_path, classifier,
-                                                                   segmentor):
+def test_grayscale_files_and_2d_arrays_become_three_equal_channels(tmp_path, classifier, segmentor):
     gray = RGB[..., 0]
     path = str(tmp_path / 'gray.png')
     Image.fromarray(gray, mode='L').save(path)

@@ -10,8 +10,7 @@ from mmbeit.registry import MODELS
 
 EMBED, LAYERS, HEADS, FFN, VOCAB = 64, 2, 4, 128, 512
 IMG, PATCH = 64, 16  # 4x4 patches; the tokenizer view is 32x32: 4x4 tokens
-TOKENIZER = dict(type='DALLEEncoder', n_hid=64, n_blk_per_group=1,
-                 vocab_size=VOCAB)
+TOKENIZER = dict(type='DALLEEncoder', n_hid=64, n_blk_per_group=1, vocab_size=VOCAB)
 
 
 def ours(**tokenizer) -> torch.nn.Module:
@@ -20,11 +19,15 @@ def ours(**tokenizer) -> torch.nn.Module:
             type='BEiTPretrain',
             backbone=dict(
                 type='BEiT',
-                arch=dict(embed_dims=EMBED, num_layers=LAYERS,
-                          num_heads=HEADS, feedforward_channels=FFN),
-                img_size=IMG, patch_size=PATCH, out_type='raw',
-                use_mask_token=True, use_shared_rel_pos_bias=True,
-                use_rel_pos_bias=False, layer_scale_init_value=0.1),
+                arch=dict(
+                    embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS, feedforward_channels=FFN),
+                img_size=IMG,
+                patch_size=PATCH,
+                out_type='raw',
+                use_mask_token=True,
+                use_shared_rel_pos_bias=True,
+                use_rel_pos_bias=False,
+                layer_scale_init_value=0.1),
             head=dict(type='BEiTMIMHead', embed_dims=EMBED, num_embed=VOCAB),
             target_generator=dict(TOKENIZER, **tokenizer)))
     return model.eval()
@@ -58,13 +61,19 @@ def test_loss_equals_mmpretrain():
             type='BEiT',
             backbone=dict(
                 type='BEiTPretrainViT',
-                arch=dict(embed_dims=EMBED, num_layers=LAYERS,
-                          num_heads=HEADS, feedforward_channels=FFN),
-                img_size=IMG, patch_size=PATCH, final_norm=True,
-                out_type='raw', layer_scale_init_value=0.1),
+                arch=dict(
+                    embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS, feedforward_channels=FFN),
+                img_size=IMG,
+                patch_size=PATCH,
+                final_norm=True,
+                out_type='raw',
+                layer_scale_init_value=0.1),
             neck=None,
-            head=dict(type='BEiTV1Head', embed_dims=EMBED, num_embed=VOCAB,
-                      loss=dict(type='CrossEntropyLoss')),
+            head=dict(
+                type='BEiTV1Head',
+                embed_dims=EMBED,
+                num_embed=VOCAB,
+                loss=dict(type='CrossEntropyLoss')),
             target_generator=dict(type='DALL-E', n_hid=64, n_blk_per_group=1,
                                   vocab_size=VOCAB))).eval()
     ref.init_weights()
@@ -81,24 +90,30 @@ def test_loss_equals_mmpretrain():
     assert 0 <= losses['accuracy'].item() <= 100
     # the same tokens: mmpretrain's head takes the argmax of its logits
     ref_tokens = ref.target_generator(inputs[1]).argmax(1).flatten(1)
-    assert torch.equal(model.target_generator.get_tokens(inputs[1]),
-                       ref_tokens)
+    assert torch.equal(model.target_generator.get_tokens(inputs[1]), ref_tokens)
     # the loss depends on the mask
     _, other_samples = batch(seed=1)
-    assert abs(model.loss(inputs, other_samples)['loss'].item() -
-               expected.item()) > 1e-3
+    assert abs(model.loss(inputs, other_samples)['loss'].item() - expected.item()) > 1e-3
 
 
 def test_mim_logits_equal_transformers():
     from transformers import BeitConfig, BeitForMaskedImageModeling
     config = BeitConfig(
-        vocab_size=VOCAB, hidden_size=EMBED, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, intermediate_size=FFN, image_size=IMG,
-        patch_size=PATCH, use_mask_token=True,
+        vocab_size=VOCAB,
+        hidden_size=EMBED,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        image_size=IMG,
+        patch_size=PATCH,
+        use_mask_token=True,
         use_shared_relative_position_bias=True,
         use_relative_position_bias=False,
-        use_absolute_position_embeddings=False, layer_scale_init_value=0.1,
-        layer_norm_eps=1e-6, drop_path_rate=0.0, use_mean_pooling=True)
+        use_absolute_position_embeddings=False,
+        layer_scale_init_value=0.1,
+        layer_norm_eps=1e-6,
+        drop_path_rate=0.0,
+        use_mean_pooling=True)
     torch.manual_seed(0)
     ref = BeitForMaskedImageModeling(config).eval()
     perturb(ref)
@@ -141,15 +156,10 @@ def test_train_step_through_the_preprocessor():
     g = torch.Generator().manual_seed(0)
     data = dict(
         inputs=[
-            torch.randint(0, 256, (2, 3, IMG, IMG), generator=g,
-                          dtype=torch.uint8),
-            torch.randint(0, 256, (2, 3, IMG // 2, IMG // 2), generator=g,
-                          dtype=torch.uint8)
+            torch.randint(0, 256, (2, 3, IMG, IMG), generator=g, dtype=torch.uint8),
+            torch.randint(0, 256, (2, 3, IMG // 2, IMG // 2), generator=g, dtype=torch.uint8)
         ],
-        data_samples=[
-            DataSample().set_mask(torch.rand(4, 4, generator=g) < 0.5)
-            for _ in range(2)
-        ])
+        data_samples=[DataSample().set_mask(torch.rand(4, 4, generator=g) < 0.5) for _ in range(2)])
     data['data_samples'][0].mask[0, 0] = True
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
@@ -177,26 +187,34 @@ def test_extract_feat_and_modes():
 def test_config_errors():
     cfg = dict(type='BEiT', arch='tiny', img_size=IMG, out_type='raw')
     with pytest.raises(ValueError, match='use_mask_token=True'):
-        MODELS.build(dict(type='BEiTPretrain', backbone=cfg,
-                          head=dict(type='BEiTMIMHead'),
-                          target_generator=TOKENIZER))
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=cfg,
+                head=dict(type='BEiTMIMHead'),
+                target_generator=TOKENIZER))
     with pytest.raises(ValueError, match="out_type must be 'raw'"):
-        MODELS.build(dict(type='BEiTPretrain',
-                          backbone=dict(cfg, use_mask_token=True,
-                                        out_type='cls_token'),
-                          head=dict(type='BEiTMIMHead'),
-                          target_generator=TOKENIZER))
-    for head, match in ((dict(embed_dims=32), 'backbone is 64 wide'),
-                        (dict(num_embed=8192), 'tokenizer has 512 tokens')):
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=dict(cfg, use_mask_token=True, out_type='cls_token'),
+                head=dict(type='BEiTMIMHead'),
+                target_generator=TOKENIZER))
+    for head, match in ((dict(embed_dims=32), 'backbone is 64 wide'), (dict(num_embed=8192),
+                                                                       'tokenizer has 512 tokens')):
         with pytest.raises(ValueError, match=match):
-            MODELS.build(dict(type='BEiTPretrain',
-                              backbone=dict(cfg, use_mask_token=True),
-                              head=dict(type='BEiTMIMHead', **head),
-                              target_generator=TOKENIZER))
-    model = MODELS.build(dict(type='BEiTPretrain',
-                              backbone=dict(cfg, use_mask_token=True),
-                              head=dict(type='BEiTMIMHead'),
-                              target_generator=TOKENIZER))
+            MODELS.build(
+                dict(
+                    type='BEiTPretrain',
+                    backbone=dict(cfg, use_mask_token=True),
+                    head=dict(type='BEiTMIMHead', **head),
+                    target_generator=TOKENIZER))
+    model = MODELS.build(
+        dict(
+            type='BEiTPretrain',
+            backbone=dict(cfg, use_mask_token=True),
+            head=dict(type='BEiTMIMHead'),
+            target_generator=TOKENIZER))
     assert model.head.fc.weight.shape == (VOCAB, 64)
     model = ours(init_seed=0)
     (img, _), data_samples = batch()

@@ -7,14 +7,20 @@ import pytest
 import torch
 
 # the benchmark library is a tool (tools/analysis_tools/benchmark_lib.py), not part of mmbeit
-sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
-                            'analysis_tools'))
+sys.path.insert(
+    0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'analysis_tools'))
 import benchmark_lib as bm  # noqa: E402
 
 
 def _tiny(jobs, **kwargs):
-    args = dict(batch_sizes={j: 2 for j in jobs}, iters=1, warmup=1, rounds=2, sizes=bm.TINY,
-                exclude=['+compile'])
+    args = dict(
+        batch_sizes={j: 2
+                     for j in jobs},
+        iters=1,
+        warmup=1,
+        rounds=2,
+        sizes=bm.TINY,
+        exclude=['+compile'])
     args.update(kwargs)
     return bm.run_benchmark(jobs, **args)
 
@@ -51,6 +57,7 @@ def test_mim_step_runs_for_every_implementation():
 
 
 def test_missing_and_broken_peers_are_reported(monkeypatch):
+
     def ghost(ctx):
         raise bm.Missing('ghostlib not importable; install with `pip install ghostlib`')
 
@@ -58,8 +65,13 @@ def test_missing_and_broken_peers_are_reported(monkeypatch):
         raise RuntimeError('boom')
 
     job = bm.JOBS['cls-infer']
-    monkeypatch.setitem(bm.JOBS, 'cls-infer', bm.Job(
-        job.title, False, 8, 8, {'mmbeit': bm.build_cls_mmbeit, 'ghost': ghost, 'broken': broken}))
+    monkeypatch.setitem(
+        bm.JOBS, 'cls-infer',
+        bm.Job(job.title, False, 8, 8, {
+            'mmbeit': bm.build_cls_mmbeit,
+            'ghost': ghost,
+            'broken': broken
+        }))
     report = _tiny(['cls-infer'])
     res = report['jobs']['cls-infer']['results']
     assert res['ghost']['status'].startswith('missing: ghostlib')
@@ -78,8 +90,16 @@ def test_compile_entry_compiles_only_mmbeit(monkeypatch):
         return fn
 
     monkeypatch.setattr(torch, 'compile', fake_compile)
-    res = bm.run_job('cls-infer', 2, torch.device('cpu'), iters=1, warmup=1, rounds=1,
-                     sizes=bm.TINY, compile_mmbeit=True, only=['mmbeit', 'mmbeit+compile', 'timm'])
+    res = bm.run_job(
+        'cls-infer',
+        2,
+        torch.device('cpu'),
+        iters=1,
+        warmup=1,
+        rounds=1,
+        sizes=bm.TINY,
+        compile_mmbeit=True,
+        only=['mmbeit', 'mmbeit+compile', 'timm'])
     assert [e.label for e in res] == ['mmbeit', 'mmbeit+compile', 'timm']
     assert all(e.status == 'ok' for e in res)
     assert len(compiled) == 1

@@ -1,4 +1,5 @@
-"""Safe checkpoint loading: .pth, .safetensors, atomic hash-checked URL downloads, mmengine loaders."""
+"""Safe checkpoint loading: .pth, .safetensors, atomic hash-checked URL downloads, mmengine's
+loaders."""
 import hashlib
 import http.server
 import io
@@ -12,9 +13,7 @@ import torch
 
 from mmbeit.utils import checkpoint_io
 from mmbeit.utils.checkpoint_io import (CheckpointDownloadError, cached_path_for,
-                                        download_checkpoint, get_cache_dir,
-                                        load_checkpoint_file)
-
+                                        download_checkpoint, get_cache_dir, load_checkpoint_file)
 from helpers import serve  # tests/helpers.py
 
 
@@ -160,8 +159,7 @@ def test_wrong_hash_prefix_is_refused(tmp_path, server, state):
     assert download_checkpoint(url, str(tmp_path), check_hash=False)
 
 
-@pytest.mark.parametrize('kind,message', [('truncated', 'closed after'),
-                                          ('stall', 'timed out')])
+@pytest.mark.parametrize('kind,message', [('truncated', 'closed after'), ('stall', 'timed out')])
 def test_broken_download_leaves_nothing(tmp_path, server, state, kind, message):
     base, files, _ = server
     files['broken.pth'] = _checkpoint_bytes(dict(state_dict=state))

@@ -17,8 +17,8 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 import mmbeit
-from mmbeit.utils.mmcv_ops_fallback import (MmcvOpsStandin, StandinSubmoduleFinder,
-                                            point_sample, sigmoid_focal_loss)
+from mmbeit.utils.mmcv_ops_fallback import (MmcvOpsStandin, StandinSubmoduleFinder, point_sample,
+                                            sigmoid_focal_loss)
 
 needs_standin = pytest.mark.skipif(
     importlib.util.find_spec('mmcv._ext') is not None,
@@ -28,7 +28,10 @@ needs_standin = pytest.mark.skipif(
 def _run_python(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          timeout=300)
 
 
 @needs_standin
@@ -57,6 +60,7 @@ def test_host_libraries_import_after_mmbeit():
     import mmseg.models  # noqa: F401
     import mmseg.visualization  # noqa: F401
     from mmengine.utils.dl_utils import mmcv_full_available
+
     # mmengine's check (used when the Runner wraps the model) still tells the truth
     compiled = importlib.util.find_spec('mmcv._ext') is not None
     assert mmcv_full_available() is compiled
@@ -69,10 +73,12 @@ def test_point_sample_by_hand():
     assert mmcv.ops.point_sample is point_sample
     feat = torch.arange(6.).reshape(1, 1, 2, 3)  # H=2, W=3
     # pixel (i, j) has its centre at ((j + .5) / W, (i + .5) / H)
-    points = torch.tensor([[[0.5 / 3, 0.25],      # (0, 0) -> 0
-                            [2.5 / 3, 0.75],      # (1, 2) -> 5
-                            [1.0 / 3, 0.25],      # between (0, 0) and (0, 1) -> 0.5
-                            [1.5 / 3, 0.5]]])     # between (0, 1) and (1, 1) -> 2.5
+    points = torch.tensor([[
+        [0.5 / 3, 0.25],  # (0, 0) -> 0
+        [2.5 / 3, 0.75],  # (1, 2) -> 5
+        [1.0 / 3, 0.25],  # between (0, 0) and (0, 1) -> 0.5
+        [1.5 / 3, 0.5]
+    ]])  # between (0, 1) and (1, 1) -> 2.5
     out = mmcv.ops.point_sample(feat, points)
     assert out.shape == (1, 1, 4)
     torch.testing.assert_close(out[0, 0], torch.tensor([0., 5., 0.5, 2.5]))
@@ -84,8 +90,7 @@ def test_point_sample_by_hand():
 @needs_standin
 def test_point_sample_matches_mmcv_source():
     # mmcv-lite ships point_sample.py; it needs no compiled op, only its package
-    path = osp.join(osp.dirname(importlib.util.find_spec('mmcv').origin), 'ops',
-                    'point_sample.py')
+    path = osp.join(osp.dirname(importlib.util.find_spec('mmcv').origin), 'ops', 'point_sample.py')
     spec = importlib.util.spec_from_file_location('_mmcv_point_sample_ref', path)
     ref = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ref)
@@ -198,7 +203,7 @@ class _TinyModel:
             def forward(self, x, y, mode='tensor'):
                 out = self.fc(x).squeeze(-1)  # [B]
                 if mode == 'loss':
-                    return dict(loss=((out - y) ** 2).mean())
+                    return dict(loss=((out - y)**2).mean())
                 return out
 
         torch.manual_seed(0)
@@ -225,15 +230,21 @@ def _pickled_globals(path: str) -> set:
 def _runner(work_dir: str, name: str, max_epochs: int, **kwargs):
     from mmengine.runner import Runner
     return Runner(
-        model=_TinyModel.build(), work_dir=work_dir, experiment_name=name,
-        train_dataloader=dict(dataset=_TinyDataset(), batch_size=4,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        model=_TinyModel.build(),
+        work_dir=work_dir,
+        experiment_name=name,
+        train_dataloader=dict(
+            dataset=_TinyDataset(),
+            batch_size=4,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[1]),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
-        randomness=dict(seed=0), log_level='WARNING', **kwargs)
+        randomness=dict(seed=0),
+        log_level='WARNING',
+        **kwargs)
 
 
 def test_runner_resumes_under_default_weights_only(tmp_path, monkeypatch):
@@ -250,6 +261,7 @@ def test_runner_resumes_under_default_weights_only(tmp_path, monkeypatch):
     assert saved['meta']['epoch'] == 2
 
     class Record(Hook):
+
         def __init__(self):
             self.seen = []
 
@@ -259,8 +271,8 @@ def test_runner_resumes_under_default_weights_only(tmp_path, monkeypatch):
             self.seen.append((runner.epoch, lr_history.data[0].size, weight))
 
     record = Record()
-    second = _runner(work_dir, f'second_{tmp_path.name}', max_epochs=3,
-                     resume=True, custom_hooks=[record])
+    second = _runner(
+        work_dir, f'second_{tmp_path.name}', max_epochs=3, resume=True, custom_hooks=[record])
     second.train()
     assert [epoch for epoch, _, _ in record.seen] == [2]  # continued after epoch 2
     assert second.epoch == 3
@@ -272,8 +284,7 @@ def test_mmengine_load_checkpoint_with_numpy_meta(tmp_path):
     from mmengine.runner import load_checkpoint
     model = _TinyModel.build()
     path = str(tmp_path / 'with_numpy.pth')
-    meta = dict(best=np.float64(0.5), step=np.int32(3), hist=np.arange(4.),
-                classes=('a', 'b'))
+    meta = dict(best=np.float64(0.5), step=np.int32(3), hist=np.arange(4.), classes=('a', 'b'))
     torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
     other = _TinyModel.build()
     with torch.no_grad():

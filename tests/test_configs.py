@@ -1,4 +1,5 @@
-"""One generic test over every config in configs/: load, shrink, build, forward, backward, gradients.
+"""One generic test over every config in configs/: load, shrink, build, forward, backward,
+gradients.
 
 Shrinking keeps the config's structure (model types, heads, losses, preprocessors)
 and replaces only sizes: the backbone becomes the tiny arch at 64 pixels, heads
@@ -14,8 +15,9 @@ from mmengine.config import Config, ConfigDict
 import mmbeit  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if f'{osp.sep}_base_{osp.sep}' not in p)
+CONFIGS = sorted(
+    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if f'{osp.sep}_base_{osp.sep}' not in p)
 TINY_DIMS = 64
 IMG = 64
 
@@ -71,8 +73,8 @@ def _fake_batch(model_type: str, cfg: Config, batch: int = 2):
         from mmseg.structures import SegDataSample
         samples = []
         for i in range(batch):
-            s = SegDataSample(metainfo=dict(img_shape=(IMG, IMG), ori_shape=(IMG, IMG),
-                                            pad_shape=(IMG, IMG)))
+            s = SegDataSample(
+                metainfo=dict(img_shape=(IMG, IMG), ori_shape=(IMG, IMG), pad_shape=(IMG, IMG)))
             s.gt_sem_seg = PixelData(data=torch.randint(0, 2, (1, IMG, IMG), generator=g))
             samples.append(s)
         return dict(inputs=list(inputs), data_samples=samples)
@@ -111,7 +113,9 @@ def test_config_builds_trains_and_every_param_gets_gradient(path):
     loss = sum(v.sum() for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(loss)
     loss.backward()
-    no_grad = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    no_grad = [
+        n for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
     assert not no_grad, f'trainable parameters without a gradient: {no_grad[:10]}'
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

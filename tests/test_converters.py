@@ -19,7 +19,6 @@ import mmbeit  # noqa: F401
 from mmbeit.converters import (FORMATS, CheckpointMismatchError, convert_checkpoint, detect_format,
                                load_pretrained, save_transformers)
 from mmbeit.models.backbones.beit import BEiT
-
 from helpers import assert_close, randomize_  # tests/helpers.py: fp32 <= 1e-4, non-trivial
 
 C, DEPTH, HEADS, IMG, CLASSES = 64, 2, 4, 64, 5
@@ -47,45 +46,93 @@ def build(scope: str, cfg: dict) -> torch.nn.Module:
 def classifier(**backbone):
     cfg = dict(type='mmbeit.BEiT', arch=ARCH, img_size=IMG, final_norm=False)
     cfg.update(backbone)
-    return build('mmpretrain', dict(type='ImageClassifier', backbone=cfg,
-                                    head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C)))
+    return build(
+        'mmpretrain',
+        dict(
+            type='ImageClassifier',
+            backbone=cfg,
+            head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C)))
 
 
 def segmentor(backbone: str = 'mmbeit', out_indices=(0, 1, 2, 3), depth: int = 4):
     """mmseg's UperNet + FCN auxiliary head on mmseg's BEiT or ours."""
     if backbone == 'mmbeit':
-        bb = dict(type='mmbeit.BEiT', arch=dict(ARCH, num_layers=depth), img_size=IMG,
-                  out_type='featmap', out_indices=out_indices, final_norm=False)
+        bb = dict(
+            type='mmbeit.BEiT',
+            arch=dict(ARCH, num_layers=depth),
+            img_size=IMG,
+            out_type='featmap',
+            out_indices=out_indices,
+            final_norm=False)
     else:
-        bb = dict(type='BEiT', img_size=IMG, embed_dims=C, num_layers=depth, num_heads=HEADS,
-                  out_indices=out_indices, norm_cfg=dict(type='LN', eps=1e-6))
+        bb = dict(
+            type='BEiT',
+            img_size=IMG,
+            embed_dims=C,
+            num_layers=depth,
+            num_heads=HEADS,
+            out_indices=out_indices,
+            norm_cfg=dict(type='LN', eps=1e-6))
     bn = dict(type='BN', requires_grad=True)
     ce = dict(type='CrossEntropyLoss', avg_non_ignore=True)
-    return build('mmseg', dict(
-        type='EncoderDecoder', backbone=bb,
-        neck=dict(type='Feature2Pyramid', embed_dim=C, rescales=[4, 2, 1, 0.5], norm_cfg=bn),
-        decode_head=dict(type='UPerHead', in_channels=[C] * 4, in_index=[0, 1, 2, 3],
-                         pool_scales=(1, 2, 3, 6), channels=C, num_classes=CLASSES, norm_cfg=bn,
-                         align_corners=False, loss_decode=ce),
-        auxiliary_head=dict(type='FCNHead', in_channels=C, in_index=2, channels=16, num_convs=1,
-                            concat_input=False, num_classes=CLASSES, norm_cfg=bn,
-                            align_corners=False, loss_decode=ce)))
+    return build(
+        'mmseg',
+        dict(
+            type='EncoderDecoder',
+            backbone=bb,
+            neck=dict(type='Feature2Pyramid', embed_dim=C, rescales=[4, 2, 1, 0.5], norm_cfg=bn),
+            decode_head=dict(
+                type='UPerHead',
+                in_channels=[C] * 4,
+                in_index=[0, 1, 2, 3],
+                pool_scales=(1, 2, 3, 6),
+                channels=C,
+                num_classes=CLASSES,
+                norm_cfg=bn,
+                align_corners=False,
+                loss_decode=ce),
+            auxiliary_head=dict(
+                type='FCNHead',
+                in_channels=C,
+                in_index=2,
+                channels=16,
+                num_convs=1,
+                concat_input=False,
+                num_classes=CLASSES,
+                norm_cfg=bn,
+                align_corners=False,
+                loss_decode=ce)))
 
 
 def hf_config(**kwargs):
     from transformers import BeitConfig
-    cfg = dict(hidden_size=C, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-               intermediate_size=4 * C, image_size=IMG, patch_size=16, layer_norm_eps=1e-6,
-               use_relative_position_bias=True, num_labels=CLASSES)
+    cfg = dict(
+        hidden_size=C,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=4 * C,
+        image_size=IMG,
+        patch_size=16,
+        layer_norm_eps=1e-6,
+        use_relative_position_bias=True,
+        num_labels=CLASSES)
     cfg.update(kwargs)
     return BeitConfig(**cfg)
 
 
 def timm_beit(shared: bool = False, num_classes: int = CLASSES, **kwargs):
     from timm.models.beit import Beit
-    cfg = dict(img_size=IMG, embed_dim=C, depth=DEPTH, num_heads=HEADS, init_values=0.1,
-               use_abs_pos_emb=False, use_rel_pos_bias=not shared, use_shared_rel_pos_bias=shared,
-               num_classes=num_classes, global_pool='avg' if num_classes else '')
+    cfg = dict(
+        img_size=IMG,
+        embed_dim=C,
+        depth=DEPTH,
+        num_heads=HEADS,
+        init_values=0.1,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=not shared,
+        use_shared_rel_pos_bias=shared,
+        num_classes=num_classes,
+        global_pool='avg' if num_classes else '')
     cfg.update(kwargs)
     return randomize_(Beit(**cfg))
 
@@ -115,8 +162,13 @@ def test_unilm_pretrain_shared_bias(image):
     shared = ckpt['model']['rel_pos_bias.relative_position_bias_table']
     assert converted['backbone.rel_pos_bias.table'] is shared
     assert 'head.fc.weight' in converted and 'backbone.mask_token' in converted
-    model = BEiT(arch=ARCH, img_size=IMG, out_type='raw', use_rel_pos_bias=False,
-                 use_shared_rel_pos_bias=True, use_mask_token=True).eval()
+    model = BEiT(
+        arch=ARCH,
+        img_size=IMG,
+        out_type='raw',
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        use_mask_token=True).eval()
     report = load_pretrained(model, ckpt)
     assert any('masked-image-modeling head' in n for n in report.notes)
     with torch.no_grad():
@@ -175,7 +227,7 @@ def test_224_checkpoint_in_384_model():
     big = BEiT(arch=ARCH, img_size=96, use_abs_pos_emb=True, final_norm=False).eval()
     load_pretrained(small, ckpt)
     load_pretrained(big, ckpt)  # tables (11x11 -> 11x11 grid + 3) and pos_embed resized on load
-    assert big.layers[0].attn.rel_pos_bias.table.shape[0] == (2 * 6 - 1) ** 2 + 3
+    assert big.layers[0].attn.rel_pos_bias.table.shape[0] == (2 * 6 - 1)**2 + 3
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         assert_close(big(x)[0], small(x)[0])
@@ -186,7 +238,9 @@ def test_224_checkpoint_in_384_model():
 def test_transformers_files(tmp_path, image, layout):
     from safetensors.torch import load_file
     from transformers import BeitForImageClassification
-    ref = randomize_(BeitForImageClassification(hf_config(id2label={i: f'c{i}' for i in range(CLASSES)})))
+    ref = randomize_(
+        BeitForImageClassification(hf_config(id2label={i: f'c{i}'
+                                                       for i in range(CLASSES)})))
     folder = tmp_path / 'hf'
     ref.save_pretrained(folder)
     if layout == 'folder':
@@ -209,8 +263,9 @@ def test_transformers_files(tmp_path, image, layout):
 
 
 def test_transformers_folder_config(tmp_path):
-    from mmbeit.converters.transformers import mmbeit_model_cfg
     from transformers import BeitForImageClassification
+
+    from mmbeit.converters.transformers import mmbeit_model_cfg
     labels = {0: 'cat', 1: 'dog'}
     hf = BeitForImageClassification(hf_config(image_size=96, num_labels=2, id2label=labels))
     hf.save_pretrained(tmp_path)
@@ -224,14 +279,23 @@ def test_transformers_folder_config(tmp_path):
 
 def test_transformers_mim(image):
     from transformers import BeitForMaskedImageModeling
-    ref = randomize_(BeitForMaskedImageModeling(hf_config(
-        use_relative_position_bias=False, use_shared_relative_position_bias=True,
-        use_mask_token=True, vocab_size=32)))
+    ref = randomize_(
+        BeitForMaskedImageModeling(
+            hf_config(
+                use_relative_position_bias=False,
+                use_shared_relative_position_bias=True,
+                use_mask_token=True,
+                vocab_size=32)))
     converted = convert_checkpoint(ref.state_dict(), target='pretrain')
-    model = BEiT(arch=ARCH, img_size=IMG, out_type='raw', use_rel_pos_bias=False,
-                 use_shared_rel_pos_bias=True, use_mask_token=True).eval()
+    model = BEiT(
+        arch=ARCH,
+        img_size=IMG,
+        out_type='raw',
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        use_mask_token=True).eval()
     load_pretrained(model, ref.state_dict())
-    mask = torch.rand(2, (IMG // 16) ** 2, generator=torch.Generator().manual_seed(2)) > 0.5
+    mask = torch.rand(2, (IMG // 16)**2, generator=torch.Generator().manual_seed(2)) > 0.5
     with torch.no_grad():
         tokens = model(image, mask=mask)[0][:, 1:]
         logits = F.linear(tokens, converted['head.fc.weight'], converted['head.fc.bias'])
@@ -240,10 +304,12 @@ def test_transformers_mim(image):
 
 def test_transformers_segmentation(tmp_path, image):
     """transformers' out_indices entry i takes hidden_states[i - 1], the output of layer i - 2."""
-    from mmbeit.converters.transformers import mmbeit_model_cfg
     from transformers import BeitForSemanticSegmentation
-    ref = randomize_(BeitForSemanticSegmentation(hf_config(
-        num_hidden_layers=6, out_indices=[2, 3, 4, 6], auxiliary_channels=16)))
+
+    from mmbeit.converters.transformers import mmbeit_model_cfg
+    ref = randomize_(
+        BeitForSemanticSegmentation(
+            hf_config(num_hidden_layers=6, out_indices=[2, 3, 4, 6], auxiliary_channels=16)))
     ref.save_pretrained(tmp_path)
     with open(tmp_path / 'config.json') as f:
         assert mmbeit_model_cfg(json.load(f))['backbone']['out_indices'] == (0, 1, 2, 4)
@@ -255,18 +321,25 @@ def test_transformers_segmentation(tmp_path, image):
 
 # ------------------------------------------------------------ mmpretrain, mmseg
 def test_mmpretrain_classifier(tmp_path, image):
-    ref = randomize_(build('mmpretrain', dict(
-        type='ImageClassifier',
-        backbone=dict(type='BEiTViT', arch=dict(ARCH), img_size=IMG, out_type='avg_featmap'),
-        head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C))))
+    ref = randomize_(
+        build(
+            'mmpretrain',
+            dict(
+                type='ImageClassifier',
+                backbone=dict(
+                    type='BEiTViT', arch=dict(ARCH), img_size=IMG, out_type='avg_featmap'),
+                head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C))))
     path = tmp_path / 'mmpretrain.pth'
     torch.save({'state_dict': ref.state_dict(), 'meta': {'epoch': 1}}, path)
     model = classifier()
     assert load_pretrained(model, str(path)).fmt == 'mmpretrain'
     with torch.no_grad():
         assert_close(model(image, mode='tensor'), ref(image, mode='tensor'))
-    backbone = BEiT(arch=ARCH, img_size=IMG, final_norm=False, init_cfg=dict(
-        type='Pretrained', checkpoint=str(path), prefix='backbone.')).eval()
+    backbone = BEiT(
+        arch=ARCH,
+        img_size=IMG,
+        final_norm=False,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')).eval()
     backbone.init_weights()
     with torch.no_grad():
         assert_close(backbone(image)[0], ref.backbone(image)[0])
@@ -274,18 +347,30 @@ def test_mmpretrain_classifier(tmp_path, image):
 
 def test_mmpretrain_beit_pretrain_algorithm(image):
     from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder
-    ref = randomize_(build('mmpretrain', dict(
-        type='BEiT',
-        backbone=dict(type='BEiTPretrainViT', arch=dict(ARCH), img_size=IMG),
-        neck=None,
-        head=dict(type='BEiTV1Head', embed_dims=C, num_embed=512, loss=dict(type='CrossEntropyLoss')),
-        target_generator=dict(type='DALL-E', n_hid=64, n_blk_per_group=1, vocab_size=512))))
+    ref = randomize_(
+        build(
+            'mmpretrain',
+            dict(
+                type='BEiT',
+                backbone=dict(type='BEiTPretrainViT', arch=dict(ARCH), img_size=IMG),
+                neck=None,
+                head=dict(
+                    type='BEiTV1Head',
+                    embed_dims=C,
+                    num_embed=512,
+                    loss=dict(type='CrossEntropyLoss')),
+                target_generator=dict(type='DALL-E', n_hid=64, n_blk_per_group=1, vocab_size=512))))
     ckpt = {'state_dict': ref.state_dict()}
     assert detect_format(ckpt) == 'mmpretrain'
     converted = convert_checkpoint(ckpt, target='pretrain')
     assert 'head.fc.weight' in converted and 'target_generator.stem.weight' in converted
-    backbone = BEiT(arch=ARCH, img_size=IMG, out_type='raw', use_rel_pos_bias=False,
-                    use_shared_rel_pos_bias=True, use_mask_token=True).eval()
+    backbone = BEiT(
+        arch=ARCH,
+        img_size=IMG,
+        out_type='raw',
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        use_mask_token=True).eval()
     load_pretrained(backbone, ckpt, prefix='backbone.')
     tokenizer = DALLEEncoder(n_hid=64, n_blk_per_group=1, vocab_size=512)
     load_pretrained(tokenizer, ckpt, prefix='target_generator.')
@@ -309,7 +394,8 @@ def test_mmseg_segmentor(tmp_path, image):
 def test_mmseg_beit2mmseg_backbone(image):
     """A backbone file made by mmseg's tools/model_converters/beit2mmseg.py."""
     import mmseg
-    script = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'model_converters', 'beit2mmseg.py')
+    script = osp.join(
+        osp.dirname(mmseg.__file__), '.mim', 'tools', 'model_converters', 'beit2mmseg.py')
     if not osp.isfile(script):
         pytest.skip('mmseg is installed without its tools')
     convert_beit = runpy.run_path(script)['convert_beit']
@@ -327,7 +413,8 @@ def test_openai_dall_e_encoder(tmp_path):
     from dall_e import Encoder
 
     from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder
-    ref = randomize_(Encoder(n_hid=64, n_blk_per_group=1, vocab_size=512, use_mixed_precision=False))
+    ref = randomize_(
+        Encoder(n_hid=64, n_blk_per_group=1, vocab_size=512, use_mixed_precision=False))
     assert detect_format(ref.state_dict()) == 'dalle'
     x = torch.rand(1, 3, 16, 16)
     # OpenAI's encoder.pkl pickles the module itself; it is read without running its code
@@ -348,9 +435,12 @@ def test_export_classifier_to_transformers(tmp_path, monkeypatch, image):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, tmp_path / 'ours.pth')
     (tmp_path / 'classes.txt').write_text('\n'.join(names))
     script = osp.join(TOOLS, 'mmbeit_to_transformers.py')
-    monkeypatch.setattr(sys, 'argv', [script, str(tmp_path / 'ours.pth'), str(tmp_path / 'hf'),
-                                      '--task', 'classification',
-                                      '--classes', str(tmp_path / 'classes.txt')])
+    monkeypatch.setattr(sys, 'argv', [
+        script,
+        str(tmp_path / 'ours.pth'),
+        str(tmp_path / 'hf'), '--task', 'classification', '--classes',
+        str(tmp_path / 'classes.txt')
+    ])
     runpy.run_path(script, run_name='__main__')
     hf = BeitForImageClassification.from_pretrained(tmp_path / 'hf').eval()
     assert hf.config.id2label[1] == 'class1'
@@ -363,7 +453,8 @@ def test_export_segmentor_to_transformers(tmp_path, image):
     model = randomize_(segmentor(out_indices=(0, 1, 2, 3), depth=6))
     save_transformers(model.state_dict(), str(tmp_path), 'segmentation', out_indices=(0, 1, 2, 3))
     with pytest.raises(ValueError, match='last layer'):
-        save_transformers(model.state_dict(), str(tmp_path), 'segmentation', out_indices=(0, 1, 2, 5))
+        save_transformers(
+            model.state_dict(), str(tmp_path), 'segmentation', out_indices=(0, 1, 2, 5))
     hf = BeitForSemanticSegmentation.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         assert_close(hf(pixel_values=image).logits, model(image, mode='tensor'))
@@ -371,17 +462,29 @@ def test_export_segmentor_to_transformers(tmp_path, image):
 
 def test_export_mim_to_transformers(tmp_path, image):
     from transformers import BeitForMaskedImageModeling
-    backbone = randomize_(BEiT(arch=ARCH, img_size=IMG, out_type='raw', use_rel_pos_bias=False,
-                               use_shared_rel_pos_bias=True, use_mask_token=True))
+    backbone = randomize_(
+        BEiT(
+            arch=ARCH,
+            img_size=IMG,
+            out_type='raw',
+            use_rel_pos_bias=False,
+            use_shared_rel_pos_bias=True,
+            use_mask_token=True))
     head = randomize_(torch.nn.Linear(C, 32))
-    state = {**{'backbone.' + k: v for k, v in backbone.state_dict().items()},
-             'head.fc.weight': head.weight, 'head.fc.bias': head.bias}
+    state = {
+        **{
+            'backbone.' + k: v
+            for k, v in backbone.state_dict().items()
+        }, 'head.fc.weight': head.weight,
+        'head.fc.bias': head.bias
+    }
     save_transformers(state, str(tmp_path), 'mim')
     hf = BeitForMaskedImageModeling.from_pretrained(tmp_path).eval()
-    mask = torch.rand(2, (IMG // 16) ** 2, generator=torch.Generator().manual_seed(2)) > 0.5
+    mask = torch.rand(2, (IMG // 16)**2, generator=torch.Generator().manual_seed(2)) > 0.5
     with torch.no_grad():
-        assert_close(hf(pixel_values=image, bool_masked_pos=mask).logits,
-                     head(backbone(image, mask=mask)[0][:, 1:]))
+        assert_close(
+            hf(pixel_values=image, bool_masked_pos=mask).logits,
+            head(backbone(image, mask=mask)[0][:, 1:]))
 
 
 # ---------------------------------------------------------------------- errors
@@ -396,15 +499,18 @@ def test_mismatch_names_keys_and_format():
     ckpt = unilm_checkpoint(timm_beit())
     with pytest.raises(CheckpointMismatchError) as e:
         load_pretrained(BEiT(arch=ARCH, img_size=IMG, final_norm=False, use_abs_pos_emb=True), ckpt)
-    assert 'unilm format' in str(e.value) and 'missing' in str(e.value) and 'pos_embed' in str(e.value)
+    assert 'unilm format' in str(e.value) and 'missing' in str(e.value) and 'pos_embed' in str(
+        e.value)
     with pytest.raises(CheckpointMismatchError) as e:
-        load_pretrained(BEiT(arch=ARCH, img_size=IMG, final_norm=False, use_rel_pos_bias=False), ckpt)
+        load_pretrained(
+            BEiT(arch=ARCH, img_size=IMG, final_norm=False, use_rel_pos_bias=False), ckpt)
     assert 'unexpected' in str(e.value) and 'layers.0.attn.rel_pos_bias.table' in str(e.value)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r'(?s)unilm format\) does not fit BEiT .*shapes differ: '
-                             r'layers\.0\.mlp\.fc1\.bias: checkpoint \[256\] vs model \[64\]'):
-        load_pretrained(BEiT(arch=dict(ARCH, feedforward_channels=C), img_size=IMG, final_norm=False),
-                        ckpt)
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'(?s)unilm format\) does not fit BEiT .*shapes differ: '
+            r'layers\.0\.mlp\.fc1\.bias: checkpoint \[256\] vs model \[64\]'):
+        load_pretrained(
+            BEiT(arch=dict(ARCH, feedforward_channels=C), img_size=IMG, final_norm=False), ckpt)
 
 
 # ------------------------------------------------------------- runner and CLI

@@ -9,17 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbeit.converters.dalle import (DALL_E_RULES, convert_dall_e,
-                                     convert_dalle_checkpoint,
-                                     convert_openmmlab_dalle,
-                                     detect_dalle_format,
+from mmbeit.converters.dalle import (DALL_E_RULES, convert_dall_e, convert_dalle_checkpoint,
+                                     convert_openmmlab_dalle, detect_dalle_format,
                                      load_openai_dall_e_pickle)
-from mmbeit.models.target_generators.dalle_encoder import (DALLEEncoder,
-                                                           map_pixels)
+from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder, map_pixels
 from mmbeit.registry import MODELS
 
-needs_dall_e = pytest.mark.skipif(importlib.util.find_spec('dall_e') is None,
-                                  reason="compares with OpenAI's dall_e: pip install dall-e==0.1")
+needs_dall_e = pytest.mark.skipif(
+    importlib.util.find_spec('dall_e') is None,
+    reason="compares with OpenAI's dall_e: pip install dall-e==0.1")
 
 # The smallest encoder dall_e's validators accept (n_hid >= 64,
 # vocab_size >= 512): 1.3M parameters.
@@ -64,8 +62,7 @@ def test_logits_match_openai_real_size():
     ref = openai_encoder()  # 4 groups, 256 hidden, 2 blocks, 8192 codes
     ours = DALLEEncoder()
     ours.load_weights(ref.state_dict())
-    assert sum(p.numel() for p in ours.parameters()) == sum(
-        p.numel() for p in ref.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     x = images(1, 112)
     logits = ours(x)
     assert logits.shape == (1, 8192, 14, 14)
@@ -99,8 +96,7 @@ def test_openai_pickle_loads_without_running_code(tmp_path):
         torch.load(path, weights_only=True)
     state_dict = load_openai_dall_e_pickle(str(path))
     assert detect_dalle_format(state_dict) == 'dall_e'
-    ours = DALLEEncoder(**SMALL, init_cfg=dict(type='Pretrained',
-                                               checkpoint=str(path)))
+    ours = DALLEEncoder(**SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     ours.init_weights()
     x = images(1, 32)
     assert max_diff(ours(x), ref(x)) <= 1e-4
@@ -113,9 +109,7 @@ def test_load_state_dict_converts_any_layout():
     ref = openai_encoder(**SMALL)
     parent = torch.nn.Module()
     parent.target_generator = DALLEEncoder(**SMALL, init_seed=3)
-    parent.load_state_dict(
-        {f'target_generator.{k}': v
-         for k, v in ref.state_dict().items()})
+    parent.load_state_dict({f'target_generator.{k}': v for k, v in ref.state_dict().items()})
     x = images(1, 32)
     assert max_diff(parent.target_generator(x), ref(x)) <= 1e-4
 
@@ -136,8 +130,7 @@ def test_converter_rules():
     assert detect_dalle_format(ours_sd) == 'mmbeit'
     assert convert_dalle_checkpoint(ours_sd).keys() == ours_sd.keys()
     # every rule is used
-    used = {i for k in ref_keys for i, (p, _) in enumerate(DALL_E_RULES)
-            if p.match(k)}
+    used = {i for k in ref_keys for i, (p, _) in enumerate(DALL_E_RULES) if p.match(k)}
     assert used == set(range(len(DALL_E_RULES)))
     with pytest.raises(KeyError, match=re.escape("'blocks.group_1.bogus'")):
         convert_dall_e({'blocks.group_1.bogus': torch.zeros(1)})

@@ -24,8 +24,7 @@ TOOL = osp.join(REPO, 'tools', 'deployment', 'pytorch2onnx.py')
 CLS_TINY = osp.join(REPO, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 SEG_TINY = osp.join(REPO, 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py')
 CLS_BASE = osp.join(REPO, 'configs/beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py')
-SEG_BASE_640 = osp.join(REPO,
-                        'configs/upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py')
+SEG_BASE_640 = osp.join(REPO, 'configs/upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py')
 TOL = 1e-4
 
 
@@ -35,8 +34,8 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)
     with torch.no_grad():
         for m in module.modules():
-            for name, t in (list(m.named_parameters(recurse=False))
-                            + list(m.named_buffers(recurse=False))):
+            for name, t in (list(m.named_parameters(recurse=False)) +
+                            list(m.named_buffers(recurse=False))):
                 if not t.is_floating_point():
                     continue
                 noise = torch.randn(t.shape, generator=gen)
@@ -50,7 +49,7 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                     continue
                 else:  # weights, tables, tokens, layer scales: the init's scale, new values
                     fan_in = t[0].numel() if t.dim() > 1 else t.numel()
-                    t.copy_(noise / max(fan_in, 1) ** 0.5)
+                    t.copy_(noise / max(fan_in, 1)**0.5)
     return module
 
 

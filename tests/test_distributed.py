@@ -28,27 +28,33 @@ def _free_port() -> int:
 def sample_root(tmp_path_factory):
     from mmbeit.utils.sample_data import generate_sample_data
     root = str(tmp_path_factory.mktemp('sample'))
-    return generate_sample_data(root, cls_train_per_class=4, cls_val_per_class=1,
-                                seg_train=1, seg_val=1)
+    return generate_sample_data(
+        root, cls_train_per_class=4, cls_val_per_class=1, seg_train=1, seg_val=1)
 
 
 @pytest.mark.skipif(shutil.which('bash') is None, reason='tools/dist_train.sh needs bash')
 def test_two_cpu_processes_hold_the_same_weights(sample_root, tmp_path):
     data_root = osp.join(sample_root, 'imagenet')
     work_dir = str(tmp_path / 'work')
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(_free_port()),
-               PYTHONPATH=osp.join(ROOT, 'tests', 'data'), CUDA_VISIBLE_DEVICES='')
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHON=sys.executable,
+        PORT=str(_free_port()),
+        PYTHONPATH=osp.join(ROOT, 'tests', 'data'),
+        CUDA_VISIBLE_DEVICES='')
     # 20 images, 10 per rank, 2 iterations of 4 per rank
-    cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), CONFIG, '2',
-           '--work-dir', work_dir, '--no-validate', '--cfg-options',
-           f'train_dataloader.dataset.data_root={data_root}',
-           f'test_dataloader.dataset.data_root={data_root}',
-           'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
-           'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
-           'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
-           'env_cfg.dist_cfg.backend=gloo']
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=240)
+    cmd = [
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'), CONFIG, '2', '--work-dir', work_dir,
+        '--no-validate', '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}', 'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1', 'env_cfg.dist_cfg.backend=gloo'
+    ]
+    proc = subprocess.run(
+        cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
     dumps = [torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=False) for r in (0, 1)]
@@ -64,11 +70,14 @@ def test_two_cpu_processes_hold_the_same_weights(sample_root, tmp_path):
     assert first['final'].keys() == second['final'].keys()
     for key in first['initial']:  # mmengine broadcasts rank 0's initial weights
         torch.testing.assert_close(first['initial'][key], second['initial'][key], rtol=0, atol=0)
-    differing = [k for k in first['final']
-                 if not torch.equal(first['final'][k], second['final'][k])]
+    differing = [
+        k for k in first['final'] if not torch.equal(first['final'][k], second['final'][k])
+    ]
     assert not differing, f'the ranks diverged: {differing[:5]}'
-    trained = [k for k in first['final'] if first['final'][k].is_floating_point()
-               and not torch.equal(first['final'][k], first['initial'][k])]
+    trained = [
+        k for k in first['final'] if first['final'][k].is_floating_point()
+        and not torch.equal(first['final'][k], first['initial'][k])
+    ]
     assert len(trained) > len(first['final']) // 2, 'training did not change the weights'
 
     # rank 0's checkpoint holds those weights
@@ -115,11 +124,25 @@ print(json.dumps(dict(units=units, loss=float(losses['loss']), no_grad=no_grad,
 def test_fsdp_config_wraps_layers_and_tokenizer_and_trains_a_step(tmp_path):
     import json
     small = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
-    env = dict(os.environ, OMP_NUM_THREADS='1', RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
-               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()), CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run([sys.executable, '-c', FSDP_STEP, osp.join(ROOT, FSDP_CONFIG), small,
-                           osp.join(ROOT, 'tests')], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        RANK='0',
+        WORLD_SIZE='1',
+        LOCAL_RANK='0',
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(_free_port()),
+        CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run([
+        sys.executable, '-c', FSDP_STEP,
+        osp.join(ROOT, FSDP_CONFIG), small,
+        osp.join(ROOT, 'tests')
+    ],
+                          cwd=str(tmp_path),
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr[-5000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # the root, one unit per transformer layer (4 in the tiny arch), the tokenizer
@@ -222,14 +245,29 @@ def test_fsdp_clips_by_the_global_norm_as_ddp(tmp_path):
     port = str(_free_port())
     procs = []
     for rank in (0, 1):
-        env = dict(os.environ, OMP_NUM_THREADS='1', RANK=str(rank), WORLD_SIZE='2',
-                   LOCAL_RANK=str(rank), MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
-                   CUDA_VISIBLE_DEVICES='', PYTHONPATH=ROOT)
-        procs.append(subprocess.Popen(
-            [sys.executable, '-c', FSDP_CLIP_STEP, osp.join(ROOT, FSDP_CONFIG), small,
-             osp.join(ROOT, 'tests'), str(tmp_path), str(max_norm)],
-            cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS='1',
+            RANK=str(rank),
+            WORLD_SIZE='2',
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=port,
+            CUDA_VISIBLE_DEVICES='',
+            PYTHONPATH=ROOT)
+        procs.append(
+            subprocess.Popen([
+                sys.executable, '-c', FSDP_CLIP_STEP,
+                osp.join(ROOT, FSDP_CONFIG), small,
+                osp.join(ROOT, 'tests'),
+                str(tmp_path),
+                str(max_norm)
+            ],
+                             cwd=str(tmp_path),
+                             env=env,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             text=True))
     try:
         for proc in procs:
             _, err = proc.communicate(timeout=300)
@@ -257,8 +295,12 @@ def test_fsdp_clips_by_the_global_norm_as_ddp(tmp_path):
             assert abs(fsdp['norm'] - ref['norm']) <= 1e-5 * ref['norm'], (fsdp['norm'],
                                                                            ref['norm'])
             for name in ref['params']:
-                torch.testing.assert_close(fsdp['params'][name], ref['params'][name],
-                                           rtol=1e-5, atol=1e-6, msg=lambda m: f'{name}: {m}')
+                torch.testing.assert_close(
+                    fsdp['params'][name],
+                    ref['params'][name],
+                    rtol=1e-5,
+                    atol=1e-6,
+                    msg=lambda m: f'{name}: {m}')
             assert fsdp['decay'] == ref['decay']  # weight decay as without FSDP
         assert ddp['decay']['backbone.layers.0.mlp.fc1.weight'] == 0.05
         assert ddp['decay']['backbone.layers.0.attn.q_bias'] == 0.0  # 1-D: no decay
@@ -278,8 +320,8 @@ def test_fsdp_optim_wrapper_outside_fsdp_clips_as_mmengine_and_checks_its_argume
     for cls in (OptimWrapper, FSDPOptimWrapper):
         torch.manual_seed(0)
         model = nn.Linear(4, 3)
-        wrapper = cls(optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-                      clip_grad=dict(max_norm=0.1))
+        wrapper = cls(
+            optimizer=torch.optim.SGD(model.parameters(), lr=1.0), clip_grad=dict(max_norm=0.1))
         with wrapper.optim_context(model):  # a plain module: no FSDP root
             loss = model(torch.randn(5, 4)).square().sum()
         wrapper.update_params(loss)
@@ -287,5 +329,6 @@ def test_fsdp_optim_wrapper_outside_fsdp_clips_as_mmengine_and_checks_its_argume
     for a, b in zip(grads['OptimWrapper'], grads['FSDPOptimWrapper']):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match='error_if_nonfinite'):
-        FSDPOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0),
-                         clip_grad=dict(max_norm=1.0, error_if_nonfinite=True))
+        FSDPOptimWrapper(
+            optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0),
+            clip_grad=dict(max_norm=1.0, error_if_nonfinite=True))

@@ -70,8 +70,10 @@ def test_configs_named_in_docs_exist():
 def test_every_file_the_readme_names_exists():
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         text = f.read()
-    named = set(re.findall(r'(?<![\w/.-])((?:mmbeit|configs|tools|docs|demo|scripts|tests|'
-                           r'requirements)/[\w./-]*\w/?)', text))
+    named = set(
+        re.findall(
+            r'(?<![\w/.-])((?:mmbeit|configs|tools|docs|demo|scripts|tests|'
+            r'requirements)/[\w./-]*\w/?)', text))
     assert 'demo/cat.jpg' in named
     missing = sorted(p for p in named if not osp.exists(osp.join(ROOT, p)))
     assert not missing, missing

@@ -22,7 +22,6 @@ import pytest
 import torch
 
 import mmbeit  # noqa: F401
-
 from helpers import assert_close, randomize_  # tests/helpers.py
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -70,18 +69,36 @@ def build_from_config(path: str) -> torch.nn.Module:
 # ------------------------------------------------------------------ source checkpoints
 def timm_beit(depth: int = DEPTH):
     from timm.models.beit import Beit
-    return randomize_(Beit(img_size=IMG, patch_size=PATCH, embed_dim=C, depth=depth,
-                           num_heads=HEADS, mlp_ratio=FFN / C, init_values=0.1,
-                           use_abs_pos_emb=False, use_rel_pos_bias=True, num_classes=CLASSES,
-                           global_pool='avg'), seed=1)
+    return randomize_(
+        Beit(
+            img_size=IMG,
+            patch_size=PATCH,
+            embed_dim=C,
+            depth=depth,
+            num_heads=HEADS,
+            mlp_ratio=FFN / C,
+            init_values=0.1,
+            use_abs_pos_emb=False,
+            use_rel_pos_bias=True,
+            num_classes=CLASSES,
+            global_pool='avg'),
+        seed=1)
 
 
 def hf_config(**kwargs):
     from transformers import BeitConfig
-    cfg = dict(hidden_size=C, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-               intermediate_size=FFN, image_size=IMG, patch_size=PATCH, layer_norm_eps=1e-6,
-               use_relative_position_bias=True, use_mean_pooling=True,
-               layer_scale_init_value=0.1, num_labels=CLASSES)
+    cfg = dict(
+        hidden_size=C,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        image_size=IMG,
+        patch_size=PATCH,
+        layer_norm_eps=1e-6,
+        use_relative_position_bias=True,
+        use_mean_pooling=True,
+        layer_scale_init_value=0.1,
+        num_labels=CLASSES)
     cfg.update(kwargs)
     return BeitConfig(**cfg)
 
@@ -89,19 +106,46 @@ def hf_config(**kwargs):
 def mmseg_segmentor():
     bn = dict(type='BN', requires_grad=True)
     ce = dict(type='CrossEntropyLoss')
-    return randomize_(build('mmseg', dict(
-        type='EncoderDecoder',
-        backbone=dict(type='BEiT', img_size=IMG, patch_size=PATCH, embed_dims=C,
-                      num_layers=DEPTH, num_heads=HEADS, mlp_ratio=FFN // C,
-                      out_indices=(0, 1, 2, 3), init_values=0.1,
-                      norm_cfg=dict(type='LN', eps=1e-6)),
-        neck=dict(type='Feature2Pyramid', embed_dim=C, rescales=[4, 2, 1, 0.5], norm_cfg=bn),
-        decode_head=dict(type='UPerHead', in_channels=[C] * 4, in_index=[0, 1, 2, 3],
-                         pool_scales=(1, 2, 3, 6), channels=C, num_classes=CLASSES,
-                         norm_cfg=bn, align_corners=False, loss_decode=ce),
-        auxiliary_head=dict(type='FCNHead', in_channels=C, in_index=2, channels=32,
-                            num_convs=1, concat_input=False, num_classes=CLASSES, norm_cfg=bn,
-                            align_corners=False, loss_decode=ce))), seed=2)
+    return randomize_(
+        build(
+            'mmseg',
+            dict(
+                type='EncoderDecoder',
+                backbone=dict(
+                    type='BEiT',
+                    img_size=IMG,
+                    patch_size=PATCH,
+                    embed_dims=C,
+                    num_layers=DEPTH,
+                    num_heads=HEADS,
+                    mlp_ratio=FFN // C,
+                    out_indices=(0, 1, 2, 3),
+                    init_values=0.1,
+                    norm_cfg=dict(type='LN', eps=1e-6)),
+                neck=dict(
+                    type='Feature2Pyramid', embed_dim=C, rescales=[4, 2, 1, 0.5], norm_cfg=bn),
+                decode_head=dict(
+                    type='UPerHead',
+                    in_channels=[C] * 4,
+                    in_index=[0, 1, 2, 3],
+                    pool_scales=(1, 2, 3, 6),
+                    channels=C,
+                    num_classes=CLASSES,
+                    norm_cfg=bn,
+                    align_corners=False,
+                    loss_decode=ce),
+                auxiliary_head=dict(
+                    type='FCNHead',
+                    in_channels=C,
+                    in_index=2,
+                    channels=32,
+                    num_convs=1,
+                    concat_input=False,
+                    num_classes=CLASSES,
+                    norm_cfg=bn,
+                    align_corners=False,
+                    loss_decode=ce))),
+        seed=2)
 
 
 def _save(obj, path: str) -> str:
@@ -133,17 +177,31 @@ def cls_sources(work, image):
     out = {}
     with torch.no_grad():
         ours = randomize_(build_from_config(CLS_CFG), seed=3)
-        out['mmbeit'] = (_save({'state_dict': ours.state_dict()}, str(work / 'mmbeit_cls.pth')),
-                         ours(x, mode='tensor'))
-        ref = randomize_(build('mmpretrain', dict(
-            type='ImageClassifier',
-            backbone=dict(type='BEiTViT', arch=dict(embed_dims=C, num_layers=DEPTH,
-                                                    num_heads=HEADS, feedforward_channels=FFN),
-                          img_size=IMG, patch_size=PATCH, out_type='avg_featmap',
-                          use_rel_pos_bias=True, layer_scale_init_value=0.1),
-            head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C))), seed=4)
-        out['mmpretrain'] = (_save({'state_dict': ref.state_dict(), 'meta': {}},
-                                   str(work / 'mmpretrain_cls.pth')), ref(x, mode='tensor'))
+        out['mmbeit'] = (_save({'state_dict': ours.state_dict()},
+                               str(work / 'mmbeit_cls.pth')), ours(x, mode='tensor'))
+        ref = randomize_(
+            build(
+                'mmpretrain',
+                dict(
+                    type='ImageClassifier',
+                    backbone=dict(
+                        type='BEiTViT',
+                        arch=dict(
+                            embed_dims=C,
+                            num_layers=DEPTH,
+                            num_heads=HEADS,
+                            feedforward_channels=FFN),
+                        img_size=IMG,
+                        patch_size=PATCH,
+                        out_type='avg_featmap',
+                        use_rel_pos_bias=True,
+                        layer_scale_init_value=0.1),
+                    head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=C))),
+            seed=4)
+        out['mmpretrain'] = (_save({
+            'state_dict': ref.state_dict(),
+            'meta': {}
+        }, str(work / 'mmpretrain_cls.pth')), ref(x, mode='tensor'))
         timm = timm_beit()
         out['timm'] = (_save(timm.state_dict(), str(work / 'timm.pth')), timm(x))
         sd = dict(timm.state_dict())
@@ -153,8 +211,8 @@ def cls_sources(work, image):
         from transformers import BeitForImageClassification
         torch.manual_seed(5)
         hf = randomize_(BeitForImageClassification(hf_config()), seed=5)
-        out['transformers'] = (_save(hf.state_dict(), str(work / 'hf_cls.safetensors')),
-                               hf(pixel_values=x).logits)
+        out['transformers'] = (_save(hf.state_dict(),
+                                     str(work / 'hf_cls.safetensors')), hf(pixel_values=x).logits)
     return out
 
 
@@ -165,25 +223,34 @@ def seg_sources(work, image):
     out = {}
     with torch.no_grad():
         ours = randomize_(build_from_config(SEG_CFG), seed=6)
-        out['mmbeit'] = (_save({'state_dict': ours.state_dict()}, str(work / 'mmbeit_seg.pth')),
-                         ours(x, mode='tensor'), SEG_CFG)
+        out['mmbeit'] = (_save({'state_dict': ours.state_dict()},
+                               str(work / 'mmbeit_seg.pth')), ours(x, mode='tensor'), SEG_CFG)
         ref = mmseg_segmentor()
-        out['mmseg'] = (_save({'state_dict': ref.state_dict(), 'meta': {}},
-                              str(work / 'mmseg.pth')), ref(x, mode='tensor'), SEG_CFG)
+        out['mmseg'] = (_save({
+            'state_dict': ref.state_dict(),
+            'meta': {}
+        }, str(work / 'mmseg.pth')), ref(x, mode='tensor'), SEG_CFG)
         from transformers import BeitForSemanticSegmentation
 
         # transformers' out_indices entry i is the output of layer i - 2 and i <= num_layers:
         # layers 0..3 are [2, 3, 4, 5], which needs 6 layers (the config says so, below)
-        hf = randomize_(BeitForSemanticSegmentation(hf_config(
-            num_hidden_layers=DEPTH + 2, out_indices=[2, 3, 4, 5], pool_scales=[1, 2, 3, 6],
-            use_auxiliary_head=True, auxiliary_channels=32, auxiliary_num_convs=1,
-            auxiliary_concat_input=False)), seed=8)
+        hf = randomize_(
+            BeitForSemanticSegmentation(
+                hf_config(
+                    num_hidden_layers=DEPTH + 2,
+                    out_indices=[2, 3, 4, 5],
+                    pool_scales=[1, 2, 3, 6],
+                    use_auxiliary_head=True,
+                    auxiliary_channels=32,
+                    auxiliary_num_convs=1,
+                    auxiliary_concat_input=False)),
+            seed=8)
         cfg = work / 'upernet_beit-tiny6.py'
         cfg.write_text(f"_base_ = ['{SEG_CFG}']\nmodel = dict(backbone=dict(arch=dict("
                        f"_delete_=True, embed_dims={C}, num_layers={DEPTH + 2}, "
                        f"num_heads={HEADS}, feedforward_channels={FFN})))\n")
-        out['transformers'] = (_save(hf.state_dict(), str(work / 'hf_seg.bin')),
-                               hf(pixel_values=x).logits, str(cfg))
+        out['transformers'] = (_save(hf.state_dict(),
+                                     str(work / 'hf_seg.bin')), hf(pixel_values=x).logits, str(cfg))
     return out
 
 
@@ -197,8 +264,8 @@ def mismatched(work):
 def sample_root(work):
     from mmbeit.utils.sample_data import generate_sample_data
     root = work / 'sample'
-    generate_sample_data(str(root), cls_train_per_class=1, cls_val_per_class=1, seg_train=2,
-                         seg_val=1)
+    generate_sample_data(
+        str(root), cls_train_per_class=1, cls_val_per_class=1, seg_train=2, seg_val=1)
     return str(root)
 
 
@@ -288,22 +355,33 @@ def _host_tool(lib: str, tool: str, cfg: str, ckpt: str, work, x_path: str, samp
 
 
 def door_tool(lib: str, tool: str):
+
     def door(cfg, ckpt, work, x_path, sample_root, monkeypatch, **_):
         return _host_tool(lib, tool, cfg, ckpt, work, x_path, sample_root, monkeypatch)
+
     door.tool = True
     return door
 
 
-COMMON = {'torch load_state_dict': door_torch, 'mmengine load_checkpoint': door_mmengine,
-          'Runner load_from': door_runner}
-CLS_DOORS = dict(COMMON, **{'mmpretrain get_model': door_get_model,
-                            'ImageClassificationInferencer': door_cls_inferencer,
-                            'mmpretrain tools/train.py': door_tool('mmpretrain', 'train.py'),
-                            'mmpretrain tools/test.py': door_tool('mmpretrain', 'test.py')})
-SEG_DOORS = dict(COMMON, **{'mmseg init_model': door_init_model,
-                            'MMSegInferencer': door_seg_inferencer,
-                            'mmseg tools/train.py': door_tool('mmseg', 'train.py'),
-                            'mmseg tools/test.py': door_tool('mmseg', 'test.py')})
+COMMON = {
+    'torch load_state_dict': door_torch,
+    'mmengine load_checkpoint': door_mmengine,
+    'Runner load_from': door_runner
+}
+CLS_DOORS = dict(
+    COMMON, **{
+        'mmpretrain get_model': door_get_model,
+        'ImageClassificationInferencer': door_cls_inferencer,
+        'mmpretrain tools/train.py': door_tool('mmpretrain', 'train.py'),
+        'mmpretrain tools/test.py': door_tool('mmpretrain', 'test.py')
+    })
+SEG_DOORS = dict(
+    COMMON, **{
+        'mmseg init_model': door_init_model,
+        'MMSegInferencer': door_seg_inferencer,
+        'mmseg tools/train.py': door_tool('mmseg', 'train.py'),
+        'mmseg tools/test.py': door_tool('mmseg', 'test.py')
+    })
 CLS_FORMATS = ('mmbeit', 'mmpretrain', 'timm', 'unilm', 'transformers')
 SEG_FORMATS = ('mmbeit', 'mmseg', 'transformers')
 
@@ -341,9 +419,10 @@ def test_segmentor_door(door, fmt, seg_sources, image, work, sample_root, monkey
 
 
 @pytest.mark.parametrize('door', list(dict(CLS_DOORS, **SEG_DOORS)))
-def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, work,
-                                                    sample_root, monkeypatch, logs):
+def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, work, sample_root,
+                                                    monkeypatch, logs):
     from mmbeit.converters import CheckpointMismatchError
+
     # the common doors run here with the classifier config, below with the segmentor's
     fn, cfg = (CLS_DOORS[door], CLS_CFG) if door in CLS_DOORS else (SEG_DOORS[door], SEG_CFG)
     with pytest.raises(CheckpointMismatchError, match=r'(?s)timm format.*missing.*layers\.3\.'):
@@ -351,8 +430,7 @@ def test_mismatch_is_refused_naming_format_and_keys(door, mismatched, image, wor
     assert MISMATCH not in logs()
 
 
-def test_common_doors_refuse_for_segmentors_too(mismatched, image, work, sample_root,
-                                                monkeypatch):
+def test_common_doors_refuse_for_segmentors_too(mismatched, image, work, sample_root, monkeypatch):
     from mmbeit.converters import CheckpointMismatchError
     for door in COMMON.values():
         with pytest.raises(CheckpointMismatchError, match=r'(?s)timm format.*layers\.3\.'):
@@ -423,8 +501,7 @@ def _converters_graph() -> dict:
                     if mod:
                         deps.add(mod.split('.')[0])
                     else:  # from . import x: a module, or a name of the package
-                        deps.update(a.name if a.name in names else '__init__'
-                                    for a in node.names)
+                        deps.update(a.name if a.name in names else '__init__' for a in node.names)
                 elif mod == 'mmbeit.converters':
                     deps.update(a.name if a.name in names else '__init__' for a in node.names)
                 elif mod.startswith('mmbeit.converters.'):
@@ -495,24 +572,29 @@ def test_mim_train_and_test(cls_sources, image, work, sample_root):
     pytest.importorskip('mim', reason='pip install --no-deps openmim model-index')
     import subprocess
     ckpt, expected = cls_sources['timm']
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO, osp.join(REPO, 'tests', 'data')] + sys.path))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([REPO, osp.join(REPO, 'tests', 'data')] + sys.path))
     data = osp.join(sample_root, 'imagenet')
     loader = (f"dict(dataset=dict(data_root='{data}'), batch_size=1, num_workers=0, "
               'persistent_workers=False)')
     for cmd in ('train', 'test'):
         out, cfg = str(work / f'mim_{cmd}.pth'), work / f'mim_{cmd}_cfg.py'
         cfg.write_text('\n'.join(
-            [f"_base_ = ['{CLS_CFG}']"]
-            + [f'{n} = {loader}' for n in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-            + ["custom_imports = dict(imports=['mmbeit', 'door_dump_hook'], "
-               'allow_failed_imports=False)',
-               f"custom_hooks = [dict(type='DoorDumpHook', input_path='{image[1]}', "
-               f"out_path='{out}')]"]))
-        args = [sys.executable, '-m', 'mim', cmd, 'mmpretrain', str(cfg), '--work-dir',
-                str(work / f'mim_{cmd}')]
-        args += (['--cfg-options', f'load_from={ckpt}'] if cmd == 'train'
-                 else ['--checkpoint', ckpt])
+            [f"_base_ = ['{CLS_CFG}']"] +
+            [f'{n} = {loader}'
+             for n in ('train_dataloader', 'val_dataloader', 'test_dataloader')] + [
+                 "custom_imports = dict(imports=['mmbeit', 'door_dump_hook'], "
+                 'allow_failed_imports=False)',
+                 f"custom_hooks = [dict(type='DoorDumpHook', input_path='{image[1]}', "
+                 f"out_path='{out}')]"
+             ]))
+        args = [
+            sys.executable, '-m', 'mim', cmd, 'mmpretrain',
+            str(cfg), '--work-dir',
+            str(work / f'mim_{cmd}')
+        ]
+        args += (['--cfg-options', f'load_from={ckpt}']
+                 if cmd == 'train' else ['--checkpoint', ckpt])
         p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
         assert MISMATCH not in p.stdout + p.stderr
@@ -527,16 +609,21 @@ PRE_CFG = osp.join(REPO, 'configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py')
 def pre_sources(work, image):
     """format -> (checkpoint, the source's token logits [2, N, 512] of masked inputs, mask)."""
     x = image[0]
-    mask = torch.rand(2, (IMG // PATCH) ** 2, generator=torch.Generator().manual_seed(3)) < 0.4
+    mask = torch.rand(2, (IMG // PATCH)**2, generator=torch.Generator().manual_seed(3)) < 0.4
     out = {}
     with torch.no_grad():
         ours = randomize_(build_from_config(PRE_CFG), seed=10)
-        out['mmbeit'] = (_save({'state_dict': ours.state_dict()}, str(work / 'mmbeit_pre.pth')),
-                         ours.mim_logits(x, mask))
+        out['mmbeit'] = (_save({'state_dict': ours.state_dict()},
+                               str(work / 'mmbeit_pre.pth')), ours.mim_logits(x, mask))
         from transformers import BeitForMaskedImageModeling
-        hf = randomize_(BeitForMaskedImageModeling(hf_config(
-            vocab_size=512, use_mask_token=True, use_shared_relative_position_bias=True,
-            use_relative_position_bias=False)), seed=11)
+        hf = randomize_(
+            BeitForMaskedImageModeling(
+                hf_config(
+                    vocab_size=512,
+                    use_mask_token=True,
+                    use_shared_relative_position_bias=True,
+                    use_relative_position_bias=False)),
+            seed=11)
         out['transformers'] = (_save(hf.state_dict(), str(work / 'hf_mim.safetensors')),
                                hf(pixel_values=x, bool_masked_pos=mask).logits)
     return out, mask

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from helpers import randomize_  # noqa: E402  (tests/helpers.py)
 from hub_server import HubServer  # noqa: E402
 
-from mmbeit.apis import get_model, inference_model  # noqa: E402
 from mmbeit.apis import model_zoo  # noqa: E402
+from mmbeit.apis import get_model, inference_model  # noqa: E402
+from helpers import randomize_  # noqa: E402  (tests/helpers.py)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ID_22K = 'microsoft/beit-base-patch16-224-pt22k-ft22k'
@@ -35,23 +35,35 @@ def _labels(n: int, stem: str = 'label'):
 
 def _hf_config(task: str, **kw):
     from transformers import BeitConfig
-    arch = dict(classification='BeitForImageClassification',
-                segmentation='BeitForSemanticSegmentation', mim='BeitForMaskedImageModeling')[task]
+    arch = dict(
+        classification='BeitForImageClassification',
+        segmentation='BeitForSemanticSegmentation',
+        mim='BeitForMaskedImageModeling')[task]
     base = dict(architectures=[arch], hidden_act='gelu', layer_scale_init_value=0.1)
     if task == 'mim':
-        base.update(use_shared_relative_position_bias=True, use_relative_position_bias=False,
-                    use_mask_token=True)
+        base.update(
+            use_shared_relative_position_bias=True,
+            use_relative_position_bias=False,
+            use_mask_token=True)
     else:
         base.update(use_relative_position_bias=True)
     if 'id2label' in kw:
-        kw.update(num_labels=len(kw['id2label']),
-                  label2id={v: k for k, v in kw['id2label'].items()})
+        kw.update(
+            num_labels=len(kw['id2label']), label2id={
+                v: k
+                for k, v in kw['id2label'].items()
+            })
     base.update(kw)
     return BeitConfig(**base)
 
 
-TINY = dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, intermediate_size=128,
-            image_size=32, patch_size=16)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=6,
+    num_attention_heads=4,
+    intermediate_size=128,
+    image_size=32,
+    patch_size=16)
 
 
 def _hf_model(task: str, config):
@@ -80,10 +92,17 @@ def hub(tmp_path, monkeypatch):
 def base22k(tmp_path_factory):
     """transformers' BeitForImageClassification with ID_22K's config shape (base, 21,841
     classes, labels named in config.json), random weights; built once."""
-    cfg = _hf_config('classification', hidden_size=768, num_hidden_layers=12,
-                     num_attention_heads=12, intermediate_size=3072, image_size=224,
-                     patch_size=16, use_mean_pooling=True, layer_norm_eps=1e-12,
-                     id2label=_labels(21841, 'hub-label'))
+    cfg = _hf_config(
+        'classification',
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=224,
+        patch_size=16,
+        use_mean_pooling=True,
+        layer_norm_eps=1e-12,
+        id2label=_labels(21841, 'hub-label'))
     return _save(_hf_model('classification', cfg), tmp_path_factory.mktemp('base22k'))
 
 
@@ -112,9 +131,16 @@ def base_mim(tmp_path_factory):
     # layer_norm_eps: unilm's 1e-6, which the zoo config computes with. (transformers' own
     # default, 1e-12, gives ~1e-3 differences here: the random mask token is near zero, so
     # the masked patches' variance is tiny and the eps shows; trained tokens are not so small.)
-    cfg = _hf_config('mim', hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, image_size=224, patch_size=16, vocab_size=8192,
-                     layer_norm_eps=1e-6)
+    cfg = _hf_config(
+        'mim',
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=224,
+        patch_size=16,
+        vocab_size=8192,
+        layer_norm_eps=1e-6)
     return _save(_hf_model('mim', cfg), tmp_path_factory.mktemp('base_mim'))
 
 
@@ -146,8 +172,13 @@ def _tiny(task: str):
     if task == 'classification':
         kw.update(id2label=_labels(5), layer_norm_eps=1e-6)
     elif task == 'segmentation':
-        kw.update(id2label=_labels(4), image_size=64, out_indices=[2, 3, 4, 5],
-                  pool_scales=[1, 2, 3, 6], auxiliary_channels=8, layer_norm_eps=1e-6)
+        kw.update(
+            id2label=_labels(4),
+            image_size=64,
+            out_indices=[2, 3, 4, 5],
+            pool_scales=[1, 2, 3, 6],
+            auxiliary_channels=8,
+            layer_norm_eps=1e-6)
     else:
         kw.update(vocab_size=32, layer_norm_eps=1e-6)
     return _hf_model(task, _hf_config(task, **kw))
@@ -160,7 +191,7 @@ def _outputs(task: str, model, hf, size: int):
             return model(x, mode='tensor'), hf(pixel_values=x).logits
         if task == 'segmentation':  # logits at 1/4 of the input, as transformers'
             return model.decode_head(model.extract_feat(x)), hf(pixel_values=x).logits
-        mask = torch.rand(2, (size // 16) ** 2, generator=torch.Generator().manual_seed(2)) < .5
+        mask = torch.rand(2, (size // 16)**2, generator=torch.Generator().manual_seed(2)) < .5
         return model.mim_logits(x, mask), hf(pixel_values=x, bool_masked_pos=mask).logits
 
 
@@ -176,8 +207,8 @@ def test_folders_and_other_hub_ids_build_from_config_json(task, tmp_path, hub):
         assert ours.shape == theirs.shape
         assert (ours - theirs).abs().max() <= 1e-4, source
         if task != 'mim':
-            assert model.dataset_meta['classes'] == tuple(hf.config.id2label[i] for i in
-                                                          range(hf.config.num_labels))
+            assert model.dataset_meta['classes'] == tuple(hf.config.id2label[i]
+                                                          for i in range(hf.config.num_labels))
     if task == 'segmentation':  # transformers' out_indices i -> layer i - 2
         assert tuple(model.cfg.model.backbone.out_indices) == (0, 1, 2, 3)
 
@@ -232,8 +263,8 @@ def test_timm_hf_hub_prefix(tmp_path, hub):
     from timm.models import save_for_hf
     args = dict(embed_dim=64, depth=2, num_heads=4, img_size=32)
     torch.manual_seed(0)
-    ref = randomize_(timm.create_model('beit_base_patch16_224', pretrained=False,
-                                       num_classes=7, **args))
+    ref = randomize_(
+        timm.create_model('beit_base_patch16_224', pretrained=False, num_classes=7, **args))
     folder = tmp_path / 'timm'
     save_for_hf(ref, str(folder), model_args=args)
     hub.add_folder('timm/beit_tiny_test.in22k_ft_in22k_in1k', str(folder))
@@ -254,9 +285,15 @@ def test_ade_large_zoo_entry_keeps_unilm_layers():
     assert src.info.name == 'upernet_beit-large_hf-ade20k-640x640'
     bb = src.cfg.model.backbone
     assert tuple(bb.out_indices) == (7, 11, 15, 23) and bb.arch == 'large' and bb.img_size == 640
-    hf_like = dict(architectures=['BeitForSemanticSegmentation'], hidden_size=1024,
-                   num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                   image_size=640, out_indices=[7, 11, 15, 23], use_relative_position_bias=True)
+    hf_like = dict(
+        architectures=['BeitForSemanticSegmentation'],
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        image_size=640,
+        out_indices=[7, 11, 15, 23],
+        use_relative_position_bias=True)
     assert mmbeit_model_cfg(hf_like)['backbone']['out_indices'] == (5, 9, 13, 21)
 
 
@@ -264,12 +301,21 @@ def test_ade_mechanism_zoo_layers_and_the_transformers_option(tmp_path, hub, mon
     """The same structure, tiny, under a test id: the zoo's layers by default; with the
     documented option backbone=dict(out_indices=[i - 2 ...]) transformers' logits."""
     layers = [2, 3, 4, 5]  # what the weights were 'trained on' (unilm's out_indices)
-    hf = _hf_model('segmentation', _hf_config(
-        'segmentation', **dict(TINY, image_size=64, out_indices=layers, id2label=_labels(4),
-                               pool_scales=[1, 2, 3, 6], auxiliary_channels=8,
-                               layer_norm_eps=1e-6)))
+    hf = _hf_model(
+        'segmentation',
+        _hf_config(
+            'segmentation',
+            **dict(
+                TINY,
+                image_size=64,
+                out_indices=layers,
+                id2label=_labels(4),
+                pool_scales=[1, 2, 3, 6],
+                auxiliary_channels=8,
+                layer_norm_eps=1e-6)))
     hub.add_folder('test/beit-tiny-ade', _save(hf, tmp_path / 'ade'))
-    (tmp_path / 'tiny_ade.py').write_text(textwrap.dedent(f"""\
+    (tmp_path / 'tiny_ade.py').write_text(
+        textwrap.dedent(f"""\
         _base_ = {osp.join(ROOT, 'configs', 'upernet_beit',
                            'upernet_beit-large_hf-ade20k-640x640.py')!r}
         norm_cfg = dict(type='BN', requires_grad=True)
@@ -283,7 +329,8 @@ def test_ade_mechanism_zoo_layers_and_the_transformers_option(tmp_path, hub, mon
             auxiliary_head=dict(in_channels=64, channels=8, num_classes=4, norm_cfg=norm_cfg),
             test_cfg=dict(mode='whole'))
         """))
-    (tmp_path / 'model-index.yml').write_text(textwrap.dedent("""\
+    (tmp_path / 'model-index.yml').write_text(
+        textwrap.dedent("""\
         Models:
           - Name: upernet_beit-tiny_hf-test
             Aliases: [test/beit-tiny-ade]
@@ -295,8 +342,10 @@ def test_ade_mechanism_zoo_layers_and_the_transformers_option(tmp_path, hub, mon
     model_zoo.clear_cache()
     try:
         zoo = get_model('test/beit-tiny-ade', pretrained=True)
-        as_hf = get_model('test/beit-tiny-ade', pretrained=True,
-                          backbone=dict(out_indices=[i - 2 for i in layers]))
+        as_hf = get_model(
+            'test/beit-tiny-ade',
+            pretrained=True,
+            backbone=dict(out_indices=[i - 2 for i in layers]))
         by_name = get_model('upernet_beit-tiny_hf-test', pretrained=True)  # Weights via the hub
     finally:
         model_zoo.clear_cache()
@@ -325,49 +374,78 @@ with torch.no_grad():
 def test_a_fresh_process_reads_the_env_and_works_offline_from_the_cache(tmp_path):
     hf = _tiny('classification')
     folder = _save(hf, tmp_path / 'folder')
-    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1',
-               PYTHONPATH=ROOT)
+    env = dict(
+        os.environ, HF_HUB_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
     env.pop('HF_HUB_OFFLINE', None)
     script = tmp_path / 'run.py'
     script.write_text(_SCRIPT)
     with HubServer() as server:
         server.add_folder('someone/beit-tiny', folder)
         env['HF_ENDPOINT'] = server.url
-        subprocess.run([sys.executable, str(script), 'someone/beit-tiny',
-                        str(tmp_path / 'a.pt')], env=env, check=True, capture_output=True,
-                       cwd=str(tmp_path), timeout=300)
+        subprocess.run([sys.executable,
+                        str(script), 'someone/beit-tiny',
+                        str(tmp_path / 'a.pt')],
+                       env=env,
+                       check=True,
+                       capture_output=True,
+                       cwd=str(tmp_path),
+                       timeout=300)
     offline = dict(env, HF_HUB_OFFLINE='1')  # the server is gone: the cache serves
-    subprocess.run([sys.executable, str(script), 'someone/beit-tiny', str(tmp_path / 'b.pt')],
-                   env=offline, check=True, capture_output=True, cwd=str(tmp_path), timeout=300)
+    subprocess.run(
+        [sys.executable, str(script), 'someone/beit-tiny',
+         str(tmp_path / 'b.pt')],
+        env=offline,
+        check=True,
+        capture_output=True,
+        cwd=str(tmp_path),
+        timeout=300)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = hf(pixel_values=x).logits
     for name in ('a.pt', 'b.pt'):
         assert (torch.load(tmp_path / name) - want).abs().max() <= 1e-4
-    proc = subprocess.run([sys.executable, str(script), 'someone/other', str(tmp_path / 'c.pt')],
-                          env=offline, capture_output=True, text=True, cwd=str(tmp_path),
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), 'someone/other',
+         str(tmp_path / 'c.pt')],
+        env=offline,
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300)
     assert proc.returncode != 0 and 'HF_HUB_OFFLINE is set' in proc.stderr
 
 
 def test_tools_test_with_a_hub_id(tmp_path, hub):
     """tools/test.py CONFIG owner/name: the checkpoint comes through the hub."""
     from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
-    data = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1,
-                                cls_val_per_class=2, seg_train=1, seg_val=1)
-    hf = _hf_model('classification', _hf_config(
-        'classification', hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=256, image_size=64, patch_size=8, layer_norm_eps=1e-6,
-        id2label=dict(enumerate(SAMPLE_CLS_CLASSES))))
+    data = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2, seg_train=1, seg_val=1)
+    hf = _hf_model(
+        'classification',
+        _hf_config(
+            'classification',
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=256,
+            image_size=64,
+            patch_size=8,
+            layer_norm_eps=1e-6,
+            id2label=dict(enumerate(SAMPLE_CLS_CLASSES))))
     hub.add_folder('someone/beit-tiny-sample', _save(hf, tmp_path / 'folder'))
     cfg = osp.join(ROOT, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb32-20e_sample.py')
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'test.py'), cfg, 'someone/beit-tiny-sample',
-         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-         f'test_dataloader.dataset.data_root={data}/imagenet', 'test_dataloader.num_workers=0',
-         'test_dataloader.persistent_workers=False'],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'test.py'), cfg, 'someone/beit-tiny-sample', '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options',
+        f'test_dataloader.dataset.data_root={data}/imagenet', 'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ],
+                          cwd=str(tmp_path),
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '(transformers format' in proc.stdout + proc.stderr
     metrics = json.load(open(tmp_path / 'work' / 'test_metrics.json'))

@@ -46,10 +46,10 @@ def expected_scale(name: str, decay: float, num_layers: int) -> float:
     """unilm's rule, written independently of BEiT.get_layer_depth."""
     if name.startswith(('backbone.patch_embed', 'backbone.cls_token', 'backbone.pos_embed',
                         'backbone.mask_token')):
-        return decay ** (num_layers + 1)
+        return decay**(num_layers + 1)
     if name.startswith('backbone.layers.'):
         i = int(name.split('.')[2])
-        return decay ** (num_layers - i)
+        return decay**(num_layers - i)
     return 1.0
 
 
@@ -68,15 +68,15 @@ def test_lr_per_layer(config, lr, decay):
     for name, group in groups.items():
         assert group['lr'] == pytest.approx(lr * expected_scale(name, decay, L), rel=1e-9), name
     # spot checks with literal values
-    assert groups['backbone.patch_embed.proj.weight']['lr'] == pytest.approx(lr * decay ** 5)
-    assert groups['backbone.cls_token']['lr'] == pytest.approx(lr * decay ** 5)
-    assert groups['backbone.layers.0.attn.qkv.weight']['lr'] == pytest.approx(lr * decay ** 4)
+    assert groups['backbone.patch_embed.proj.weight']['lr'] == pytest.approx(lr * decay**5)
+    assert groups['backbone.cls_token']['lr'] == pytest.approx(lr * decay**5)
+    assert groups['backbone.layers.0.attn.qkv.weight']['lr'] == pytest.approx(lr * decay**4)
     assert groups['backbone.layers.3.mlp.fc2.weight']['lr'] == pytest.approx(lr * decay)
     assert groups['backbone.fc_norm.weight']['lr'] == pytest.approx(lr)
     assert groups['head.fc.weight']['lr'] == pytest.approx(lr)
     # the per-layer relative position tables decay with their layer
     table = groups['backbone.layers.2.attn.rel_pos_bias.table']
-    assert table['lr'] == pytest.approx(lr * decay ** 2)
+    assert table['lr'] == pytest.approx(lr * decay**2)
 
 
 def test_weight_decay_per_parameter():
@@ -84,12 +84,16 @@ def test_weight_decay_per_parameter():
     groups = _groups(cfg)
     wd = cfg.optim_wrapper.optimizer.weight_decay
     assert wd == 0.05
-    no_decay = ['backbone.cls_token', 'backbone.patch_embed.proj.bias', 'backbone.layers.0.gamma1',
-                'backbone.layers.0.attn.q_bias', 'backbone.layers.0.attn.v_bias',
-                'backbone.layers.0.norm1.weight', 'backbone.fc_norm.bias', 'head.fc.bias']
-    decay = ['backbone.patch_embed.proj.weight', 'backbone.layers.0.attn.qkv.weight',
-             'backbone.layers.1.mlp.fc1.weight', 'head.fc.weight',
-             'backbone.layers.0.attn.rel_pos_bias.table']  # 2-D: decayed, as unilm
+    no_decay = [
+        'backbone.cls_token', 'backbone.patch_embed.proj.bias', 'backbone.layers.0.gamma1',
+        'backbone.layers.0.attn.q_bias', 'backbone.layers.0.attn.v_bias',
+        'backbone.layers.0.norm1.weight', 'backbone.fc_norm.bias', 'head.fc.bias'
+    ]
+    decay = [
+        'backbone.patch_embed.proj.weight', 'backbone.layers.0.attn.qkv.weight',
+        'backbone.layers.1.mlp.fc1.weight', 'head.fc.weight',
+        'backbone.layers.0.attn.rel_pos_bias.table'
+    ]  # 2-D: decayed, as unilm
     for name in no_decay:
         assert groups[name]['weight_decay'] == 0.0, name
     for name in decay:
@@ -99,11 +103,14 @@ def test_weight_decay_per_parameter():
 def test_shared_table_and_abs_pos_embed_depths():
     """A shared table sits on top (as mmpretrain); an absolute position embedding with the
     embeddings."""
-    cfg = _tiny('beit-base-p16_8xb128-coslr-100e_in1k.py', use_rel_pos_bias=False,
-                use_shared_rel_pos_bias=True, use_abs_pos_emb=True)
+    cfg = _tiny(
+        'beit-base-p16_8xb128-coslr-100e_in1k.py',
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        use_abs_pos_emb=True)
     groups = _groups(cfg)
     lr, decay = 4e-3, 0.65
-    assert groups['backbone.pos_embed']['lr'] == pytest.approx(lr * decay ** 5)
+    assert groups['backbone.pos_embed']['lr'] == pytest.approx(lr * decay**5)
     assert groups['backbone.pos_embed']['weight_decay'] == 0.0
     assert groups['backbone.rel_pos_bias.table']['lr'] == pytest.approx(lr)
 
@@ -116,8 +123,9 @@ def test_linear_probe_trains_only_the_probe():
     torch.manual_seed(0)
     model = _build(cfg)
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert trainable == ['backbone.fc_norm.bias', 'backbone.fc_norm.weight',
-                         'head.fc.bias', 'head.fc.weight']
+    assert trainable == [
+        'backbone.fc_norm.bias', 'backbone.fc_norm.weight', 'head.fc.bias', 'head.fc.weight'
+    ]
     model.train()  # frozen parts stay in eval mode (no dropout / drop path)
     assert not model.backbone.layers[0].training and not model.backbone.norm.training
     assert model.neck.training

@@ -62,13 +62,13 @@ def test_complexity_counts_every_linear_and_warns_about_none(monkeypatch):
     x = torch.randn(1, 3, 64, 64)
     messages = []
     real = jit_analysis.print_log
-    monkeypatch.setattr(jit_analysis, 'print_log',
-                        lambda msg, *a, **k: (messages.append(str(msg)), real(msg, *a, **k)))
-    info = get_model_complexity_info(model, inputs=(x,), show_table=False, show_arch=False)
+    monkeypatch.setattr(jit_analysis, 'print_log', lambda msg, *a, **k:
+                        (messages.append(str(msg)), real(msg, *a, **k)))
+    info = get_model_complexity_info(model, inputs=(x, ), show_table=False, show_arch=False)
     never_called = [m for m in messages if 'never called' in m]
     for name in _linear_names(model):
         assert not any(name in m for m in never_called), name
-    flops = FlopAnalyzer(model, (x,))
+    flops = FlopAnalyzer(model, (x, ))
     assert not set(_linear_names(model)) & flops.uncalled_modules()
     by_module = flops.by_module()
     tokens = 1 + 4 * 4

@@ -8,15 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.dataset import worker_init_fn
 
-from mmbeit.datasets.beit_mask_generator import (BEiTMaskGenerator,
-                                                 generate_block_mask)
+from mmbeit.datasets.beit_mask_generator import BEiTMaskGenerator, generate_block_mask
 from mmbeit.registry import TRANSFORMS
 
 ASPECT_TOL = 1e-9
 
 
-def check_blocks(mask, blocks, num_filled, num_masking_patches,
-                 min_num_patches, max_num_patches, min_aspect, max_aspect):
+def check_blocks(mask, blocks, num_filled, num_masking_patches, min_num_patches, max_num_patches,
+                 min_aspect, max_aspect):
     """Every invariant a mask and its blocks must satisfy."""
     height, width = mask.shape
     assert mask.dtype == bool
@@ -41,30 +40,27 @@ def check_blocks(mask, blocks, num_filled, num_masking_patches,
         budget = min(num_filled, limit)
         for h in range(1, height + 1):
             for w in range(1, width + 1):
-                if h * w < min_num_patches or not (
-                        min_aspect * (1 - ASPECT_TOL) <= h / w <= max_aspect *
-                        (1 + ASPECT_TOL)):
+                if h * w < min_num_patches or not (min_aspect *
+                                                   (1 - ASPECT_TOL) <= h / w <= max_aspect *
+                                                   (1 + ASPECT_TOL)):
                     continue
                 for top in range(height - h + 1):
                     for left in range(width - w + 1):
-                        num_new = h * w - replay[top:top + h,
-                                                 left:left + w].sum()
+                        num_new = h * w - replay[top:top + h, left:left + w].sum()
                         assert not 0 < num_new <= budget, (top, left, h, w)
 
 
 @pytest.mark.parametrize('seed', range(200))
 def test_default_config(seed):
     """14x14 patches, 75 masked, blocks of >= 16, aspect in [0.3, 1/0.3]."""
-    mask, blocks, num_filled = generate_block_mask(
-        np.random.default_rng(seed), (14, 14), 75, 16)
+    mask, blocks, num_filled = generate_block_mask(np.random.default_rng(seed), (14, 14), 75, 16)
     check_blocks(mask, blocks, num_filled, 75, 16, None, 0.3, 1 / 0.3)
 
 
 def test_fill_is_rare_and_small():
     """The last-resort fill (patches outside any block) almost never runs."""
     rng = np.random.default_rng(0)
-    fills = np.array(
-        [generate_block_mask(rng, (14, 14), 75, 16)[2] for _ in range(500)])
+    fills = np.array([generate_block_mask(rng, (14, 14), 75, 16)[2] for _ in range(500)])
     assert (fills > 0).mean() < 0.05
     assert fills.max() <= 3
 
@@ -72,9 +68,7 @@ def test_fill_is_rare_and_small():
 def test_every_patch_reachable_and_symmetric():
     """mmpretrain's generator never masks the last row and column."""
     rng = np.random.default_rng(0)
-    freq = np.mean(
-        [generate_block_mask(rng, (14, 14), 75, 16)[0] for _ in range(1000)],
-        axis=0)
+    freq = np.mean([generate_block_mask(rng, (14, 14), 75, 16)[0] for _ in range(1000)], axis=0)
     assert freq.min() > 0.01
     assert abs(freq[-1].mean() - freq[0].mean()) < 0.03
     assert abs(freq[:, -1].mean() - freq[:, 0].mean()) < 0.03
@@ -92,27 +86,29 @@ def test_every_patch_reachable_and_symmetric():
 )
 def test_properties(height, width, data, min_num_patches, min_aspect, seed):
     num = data.draw(st.integers(0, height * width), label='num')
-    max_num_patches = data.draw(
-        st.one_of(st.none(), st.integers(1, max(1, num))), label='max')
+    max_num_patches = data.draw(st.one_of(st.none(), st.integers(1, max(1, num))), label='max')
     mask, blocks, num_filled = generate_block_mask(
-        np.random.default_rng(seed), (height, width), num, min_num_patches,
-        max_num_patches, min_aspect)
-    check_blocks(mask, blocks, num_filled, num, min_num_patches,
-                 max_num_patches, min_aspect, 1 / min_aspect)
+        np.random.default_rng(seed), (height, width), num, min_num_patches, max_num_patches,
+        min_aspect)
+    check_blocks(mask, blocks, num_filled, num, min_num_patches, max_num_patches, min_aspect,
+                 1 / min_aspect)
 
 
 def test_infeasible_blocks_fill_exact():
     # no 3x3 block fits a 2x5 grid: the count is still met
-    mask, blocks, num_filled = generate_block_mask(
-        np.random.default_rng(0), (2, 5), 7, 9)
+    mask, blocks, num_filled = generate_block_mask(np.random.default_rng(0), (2, 5), 7, 9)
     assert mask.sum() == 7 and blocks == [] and num_filled == 7
 
 
 def test_transform_output_and_packing():
     from mmpretrain.datasets.transforms import PackInputs
     gen = TRANSFORMS.build(
-        dict(type='BEiTMaskGenerator', input_size=(14, 14),
-             num_masking_patches=75, min_num_patches=16, seed=0))
+        dict(
+            type='BEiTMaskGenerator',
+            input_size=(14, 14),
+            num_masking_patches=75,
+            min_num_patches=16,
+            seed=0))
     results = gen(dict(img=np.zeros((16, 16, 3), np.uint8)))
     mask = results['mask']
     assert mask.shape == (14, 14) and mask.dtype == bool
@@ -177,9 +173,10 @@ def test_dataloader_workers(seed):
     def run():
         torch.manual_seed(0)
         loader = torch.utils.data.DataLoader(
-            _MaskDataset(seed), batch_size=1, num_workers=2,
-            worker_init_fn=functools.partial(
-                worker_init_fn, num_workers=2, rank=0, seed=0))
+            _MaskDataset(seed),
+            batch_size=1,
+            num_workers=2,
+            worker_init_fn=functools.partial(worker_init_fn, num_workers=2, rank=0, seed=0))
         return torch.cat(list(loader))  # [8, 14, 14]
 
     first, second = run(), run()
@@ -206,9 +203,11 @@ def test_invalid_arguments(kwargs, match):
 
 def test_set_epoch_reseeds_masks_per_epoch():
     """Resume exactness: masks depend on (seed, epoch), not on how many epochs this process ran."""
+
     def masks(seed, epoch, n=3):
         BEiTMaskGenerator.set_epoch(epoch)
-        gen = BEiTMaskGenerator(input_size=(8, 8), num_masking_patches=24, min_num_patches=4, seed=seed)
+        gen = BEiTMaskGenerator(
+            input_size=(8, 8), num_masking_patches=24, min_num_patches=4, seed=seed)
         return [gen.transform({})['mask'].copy() for _ in range(n)]
 
     try:

@@ -109,9 +109,11 @@ def _shrink(cfg: Config) -> Config:
     return cfg
 
 
-CLS_AND_MIM = sorted({m['Config'] for _, m in ENTRIES
-                      if Config.fromfile(osp.join(ROOT, m['Config'])).get('default_scope')
-                      == 'mmpretrain'})
+CLS_AND_MIM = sorted({
+    m['Config']
+    for _, m in ENTRIES
+    if Config.fromfile(osp.join(ROOT, m['Config'])).get('default_scope') == 'mmpretrain'
+})
 
 
 @pytest.mark.parametrize('config', CLS_AND_MIM)

@@ -27,8 +27,9 @@ DSTS = [(24, 24), (32, 32), (40, 40), (24, 40)]  # 384, 512, 640, 384x640
 # ------------------------------------------------------------------ references
 def unilm_offsets(src_len: int, dst_len: int) -> np.ndarray:
     """unilm's source offsets, line by line (float64): bisection of q, then the progression."""
+
     def geometric_progression(a, r, n):
-        return a * (1.0 - r ** n) / (1.0 - r)
+        return a * (1.0 - r**n) / (1.0 - r)
 
     left, right = 1.01, 1.5
     while right - left > 1e-6:
@@ -41,7 +42,7 @@ def unilm_offsets(src_len: int, dst_len: int) -> np.ndarray:
     dis, cur = [], 1
     for i in range(src_len // 2):
         dis.append(cur)
-        cur += q ** (i + 1)
+        cur += q**(i + 1)
     return np.array([-d for d in reversed(dis)] + [0] + dis, dtype=np.float64)
 
 
@@ -53,8 +54,10 @@ def unilm_reference(table: torch.Tensor, src: tuple, dst: tuple) -> torch.Tensor
     dy = np.arange(-(dst_h // 2), dst_h // 2 + 0.1, 1.0)
     dx = np.arange(-(dst_w // 2), dst_w // 2 + 0.1, 1.0)
     grid = table[:-NUM_EXTRA_REL_TOKENS].double().numpy()
-    heads = [RectBivariateSpline(y, x, grid[:, i].reshape(src_h, src_w), kx=3, ky=3, s=0)(dy, dx)
-             for i in range(grid.shape[1])]
+    heads = [
+        RectBivariateSpline(y, x, grid[:, i].reshape(src_h, src_w), kx=3, ky=3, s=0)(dy, dx)
+        for i in range(grid.shape[1])
+    ]
     out = torch.from_numpy(np.stack(heads, -1).reshape(dst_h * dst_w, -1)).float()
     return torch.cat([out, table[-NUM_EXTRA_REL_TOKENS:]])
 
@@ -67,9 +70,9 @@ def smooth_table(window: tuple, heads: int, seed: int = 0, scale: float = 3.8) -
     cols = []
     for _ in range(heads):
         a = torch.randn(5, generator=g)
-        cols.append(3 * torch.exp(-(a[0].abs() + 1) * 4 * (yy ** 2 + xx ** 2))
-                    + a[1] * torch.sin(2 * yy + a[2]) * torch.cos(1.5 * xx + a[3])
-                    + 0.3 * a[4] * xx * yy)
+        cols.append(3 * torch.exp(-(a[0].abs() + 1) * 4 * (yy**2 + xx**2)) +
+                    a[1] * torch.sin(2 * yy + a[2]) * torch.cos(1.5 * xx + a[3]) +
+                    0.3 * a[4] * xx * yy)
     grid = torch.stack(cols, -1).reshape(h * w, heads)
     grid = grid / grid.abs().max() * scale
     return torch.cat([grid, torch.randn(NUM_EXTRA_REL_TOKENS, heads, generator=g)])
@@ -101,8 +104,8 @@ def test_equals_unilm_reference(dst):
         rows = _grid(table, SRC).double().numpy()  # [h, w, heads]
         want = CubicSpline(x, rows, axis=1, bc_type='not-a-knot')(dx)
         assert max_diff(_grid(got, dst), torch.from_numpy(want)) <= TOL
-        assert torch.equal(unilm_axis_weights(2 * SRC[0] - 1, 2 * dst[0] - 1),
-                           torch.eye(2 * SRC[0] - 1))
+        assert torch.equal(
+            unilm_axis_weights(2 * SRC[0] - 1, 2 * dst[0] - 1), torch.eye(2 * SRC[0] - 1))
     else:
         assert max_diff(got, unilm_reference(table, SRC, dst)) <= TOL
 
@@ -116,21 +119,26 @@ def test_weights_once_per_forward_give_the_same_model(mode, monkeypatch):
     table = smooth_table((4, 4), heads=2)
     for dst in [(6, 6), (5, 3), (4, 4)]:
         weights = rel_pos_resize_weights((4, 4), dst, mode)
-        assert torch.equal(apply_rel_pos_resize(table, (4, 4), dst, weights, mode),
-                           resize_rel_pos_table(table, (4, 4), dst, mode))
-    model = BEiT(arch='tiny', img_size=32, patch_size=8, rel_pos_resize=mode,
-                 use_shared_rel_pos_bias=True)  # 4 per-layer tables and a shared one
+        assert torch.equal(
+            apply_rel_pos_resize(table, (4, 4), dst, weights, mode),
+            resize_rel_pos_table(table, (4, 4), dst, mode))
+    model = BEiT(
+        arch='tiny', img_size=32, patch_size=8, rel_pos_resize=mode,
+        use_shared_rel_pos_bias=True)  # 4 per-layer tables and a shared one
     calls = {'weights': 0, 'index': 0}
 
     def counted(name, fn):
+
         def wrapper(*args, **kwargs):
             calls[name] += 1
             return fn(*args, **kwargs)
+
         return wrapper
-    monkeypatch.setattr(rpb, 'rel_pos_resize_weights',
-                        counted('weights', rpb.rel_pos_resize_weights))
-    monkeypatch.setattr(rpb, 'relative_position_index',
-                        counted('index', rpb.relative_position_index))
+
+    monkeypatch.setattr(rpb, 'rel_pos_resize_weights', counted('weights',
+                                                               rpb.rel_pos_resize_weights))
+    monkeypatch.setattr(rpb, 'relative_position_index', counted('index',
+                                                                rpb.relative_position_index))
     model(torch.randn(1, 3, 48, 24))  # grad enabled: no bias cache
     assert calls == {'weights': 1, 'index': 1}
 
@@ -164,17 +172,21 @@ def test_timm_port_uses_the_same_offsets():
     for dst in DSTS:
         y = torch.from_numpy(unilm_offsets(2 * SRC[0] - 1, 2 * dst[0] - 1)).float()
         x = torch.from_numpy(unilm_offsets(2 * SRC[1] - 1, 2 * dst[1] - 1)).float()
-        heads = [a + b * y[:, None] + c * x[None, :] + d * y[:, None] * x[None, :]
-                 for a, b, c, d in [(0.5, 0.1, -0.2, 0.01), (-1.0, 0.03, 0.07, -0.004)]]
+        heads = [
+            a + b * y[:, None] + c * x[None, :] + d * y[:, None] * x[None, :]
+            for a, b, c, d in [(0.5, 0.1, -0.2, 0.01), (-1.0, 0.03, 0.07, -0.004)]
+        ]
         table = torch.cat([torch.stack(heads, -1).reshape(-1, 2), torch.randn(3, 2)])
         ours = resize_rel_pos_table(table, SRC, dst)
-        theirs = resize_rel_pos_bias_table(table, dst, (rel_pos_table_size(dst), 2),
-                                           old_window_size=SRC)
+        theirs = resize_rel_pos_bias_table(
+            table, dst, (rel_pos_table_size(dst), 2), old_window_size=SRC)
         assert max_diff(ours, theirs) <= TOL
         ty = torch.arange(-(dst[0] - 1), dst[0], dtype=torch.float32)
         tx = torch.arange(-(dst[1] - 1), dst[1], dtype=torch.float32)
-        exact = [a + b * ty[:, None] + c * tx[None, :] + d * ty[:, None] * tx[None, :]
-                 for a, b, c, d in [(0.5, 0.1, -0.2, 0.01), (-1.0, 0.03, 0.07, -0.004)]]
+        exact = [
+            a + b * ty[:, None] + c * tx[None, :] + d * ty[:, None] * tx[None, :]
+            for a, b, c, d in [(0.5, 0.1, -0.2, 0.01), (-1.0, 0.03, 0.07, -0.004)]
+        ]
         assert max_diff(_grid(ours, dst), torch.stack(exact, -1)) <= TOL
 
 
@@ -187,8 +199,8 @@ def test_timm_port_on_a_smooth_table(dst):
     from timm.layers.pos_embed_rel import resize_rel_pos_bias_table
     table = smooth_table(SRC, heads=4)
     ours = resize_rel_pos_table(table, SRC, dst)
-    theirs = resize_rel_pos_bias_table(table, dst, (rel_pos_table_size(dst), 4),
-                                       old_window_size=SRC)
+    theirs = resize_rel_pos_bias_table(
+        table, dst, (rel_pos_table_size(dst), 4), old_window_size=SRC)
     assert max_diff(ours, theirs) <= 0.05
     assert max_diff(ours, unilm_reference(table, SRC, dst)) <= TOL
 
@@ -200,8 +212,8 @@ def test_timm_scipy_path_needs_the_removed_interp2d(monkeypatch):
     monkeypatch.setattr(timm_rel, '_USE_SCIPY', True)
     table = smooth_table(SRC, heads=2)
     try:
-        theirs = timm_rel.resize_rel_pos_bias_table(table, (24, 24),
-                                                    (rel_pos_table_size((24, 24)), 2))
+        theirs = timm_rel.resize_rel_pos_bias_table(table, (24, 24), (rel_pos_table_size(
+            (24, 24)), 2))
     except NotImplementedError as e:
         assert 'interp2d' in str(e)
     else:
@@ -256,8 +268,10 @@ def test_runtime_bias_equals_reference_resized_table():
 
 def test_224_model_at_640_equals_640_model_from_its_resized_weights():
     src = _tiny_224(out_type='featmap')
-    sd = {k: (resize_rel_pos_table(v, SRC, (40, 40)) if k.endswith('rel_pos_bias.table') else v)
-          for k, v in src.state_dict().items()}
+    sd = {
+        k: (resize_rel_pos_table(v, SRC, (40, 40)) if k.endswith('rel_pos_bias.table') else v)
+        for k, v in src.state_dict().items()
+    }
     dst = BEiT(arch='tiny', img_size=640, out_type='featmap').eval()
     dst.load_state_dict(sd)
     x = torch.randn(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
@@ -270,7 +284,9 @@ def test_224_model_at_640_equals_640_model_from_its_resized_weights():
 def test_export_with_symbolic_input_size():
     """The run-time resize traces with symbolic window sizes (no Python branch on them):
     exported once, the program matches eager at two other sizes."""
+
     class Bias(torch.nn.Module):  # the window comes from an input's shape, as in the backbone
+
         def __init__(self) -> None:
             super().__init__()
             self.bias = RelativePositionBias(SRC, num_heads=2)
@@ -282,7 +298,7 @@ def test_export_with_symbolic_input_size():
     with torch.no_grad():
         module.bias.table.copy_(smooth_table(SRC, heads=2))
     dims = {'x': {0: torch.export.Dim('h', min=2, max=64), 1: torch.export.Dim('w', min=2, max=64)}}
-    program = torch.export.export(module, (torch.zeros(20, 20),), dynamic_shapes=dims)
+    program = torch.export.export(module, (torch.zeros(20, 20), ), dynamic_shapes=dims)
     for size in [(24, 40), (32, 32), (14, 14)]:
         with torch.no_grad():
             want = module(torch.zeros(size))

@@ -28,8 +28,12 @@ def test_rel_pos_resize_to_the_same_window_is_identity(window, heads, seed):
 
 
 @FAST
-@given(src=windows, dst=windows, heads=st.integers(1, 4), seed=st.integers(0, 2**16),
-       mode=st.sampled_from(['unilm', 'bilinear']))
+@given(
+    src=windows,
+    dst=windows,
+    heads=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    mode=st.sampled_from(['unilm', 'bilinear']))
 def test_rel_pos_resize_shape_and_cls_rows(src, dst, heads, seed, mode):
     table = _table(src, heads, seed)
     out = resize_rel_pos_table(table, src, dst, mode)
@@ -56,8 +60,11 @@ def test_unilm_resize_keeps_the_offsets_next_to_zero(src, dst, heads, seed):
 
 
 @FAST
-@given(src=windows, dst=windows, value=st.floats(-10, 10, allow_nan=False),
-       mode=st.sampled_from(['unilm', 'bilinear']))
+@given(
+    src=windows,
+    dst=windows,
+    value=st.floats(-10, 10, allow_nan=False),
+    mode=st.sampled_from(['unilm', 'bilinear']))
 def test_rel_pos_resize_of_a_constant_table_is_constant(src, dst, value, mode):
     table = torch.full((rel_pos_table_size(src), 3), value)
     out = resize_rel_pos_table(table, src, dst, mode)
@@ -83,10 +90,13 @@ def test_abs_pos_resize_keeps_prefix_and_is_identity_at_same_size(src, dst, dim,
 
 # --------------------------------------------------------------------------- converters
 
+
 def _random_state(model, seed):
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
-            for k, v in model.state_dict().items()}
+    return {
+        k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
+        for k, v in model.state_dict().items()
+    }
 
 
 @pytest.fixture(scope='module')
@@ -94,14 +104,17 @@ def classifier():
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
-    return MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='mmbeit.BEiT', arch='tiny', img_size=32, patch_size=16,
-                      final_norm=False),  # as BEiT fine-tunes: fc_norm after mean pooling
-        head=dict(type='LinearClsHead', num_classes=5, in_channels=64)))
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='mmbeit.BEiT', arch='tiny', img_size=32, patch_size=16,
+                final_norm=False),  # as BEiT fine-tunes: fc_norm after mean pooling
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=64)))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**16))
 def test_mmbeit_to_transformers_and_back_is_identity(classifier, seed):
     from mmbeit.converters import convert_checkpoint, detect_format, to_transformers

@@ -33,9 +33,10 @@ from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs')
-CONFIGS = sorted(osp.relpath(p, CONFIG_DIR)
-                 for p in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
-                 if f'{osp.sep}_base_{osp.sep}' not in p)
+CONFIGS = sorted(
+    osp.relpath(p, CONFIG_DIR)
+    for p in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
+    if f'{osp.sep}_base_{osp.sep}' not in p)
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 HALF_MEAN = (127.5, 127.5, 127.5)  # unilm's default mean = std = 0.5 outside ImageNet-1k
@@ -48,39 +49,107 @@ TTA = ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), (0.0, 1.0))
 # min_lr 1e-5, weight decay 0.05); paper: AdamW betas (0.9, 0.999), layer scale 0.1
 # (1e-5 large). (run_beit_pretraining.py's own --opt_betas default is (0.9, 0.98), which
 # the README commands do not override; the configs follow the paper and mmpretrain.)
-_MIM = dict(kind='mim', lr=1.5e-3, total_batch=2048, betas=(0.9, 0.999), wd=0.05, clip=3.0,
-            drop_path=0.1, layer_scale=0.1, min_lr=1e-5, decay='cosine', mask=(75, 16, 14),
-            views=(224, 112), amp=True, arch='base')
+_MIM = dict(
+    kind='mim',
+    lr=1.5e-3,
+    total_batch=2048,
+    betas=(0.9, 0.999),
+    wd=0.05,
+    clip=3.0,
+    drop_path=0.1,
+    layer_scale=0.1,
+    min_lr=1e-5,
+    decay='cosine',
+    mask=(75, 16, 14),
+    views=(224, 112),
+    amp=True,
+    arch='base')
 _MIM_22K = dict(_MIM, epochs=150, warmup=('iter', 10000), mean=HALF_MEAN)
 # unilm get_started_for_image_classification.md and run_class_finetuning.py defaults
 # (label smoothing 0.1, RandAugment rand-m9-mstd0.5-inc1, erasing 0.25, min_lr 1e-6,
 # crop_pct 224/256 below 384 and 1.0 from 384 up); --enable_deepspeed = fp16.
-_FT = dict(kind='cls', label_smooth=0.1, randaug=(9, 0.5), erasing=0.25, min_lr=1e-6,
-           decay='cosine', clip=None, amp=True, mean=HALF_MEAN, num_classes=1000)
+_FT = dict(
+    kind='cls',
+    label_smooth=0.1,
+    randaug=(9, 0.5),
+    erasing=0.25,
+    min_lr=1e-6,
+    decay='cosine',
+    clip=None,
+    amp=True,
+    mean=HALF_MEAN,
+    num_classes=1000)
 _FT_224 = dict(_FT, img_size=224, crop=224, test_resize=256, test_crop=224)
-_FT_PT22K_BASE = dict(_FT_224, arch='base', total_batch=1024, lr=4e-3, epochs=100,
-                      warmup=('epoch', 20), layer_decay=0.65, drop_path=0.1, wd=0.05,
-                      layer_scale=0.1, mixup=0.8, cutmix=1.0)
-_FT_22K_1K_BASE = dict(_FT_224, arch='base', total_batch=512, lr=2e-5, epochs=30,
-                       warmup=('epoch', 5), layer_decay=0.85, drop_path=0.1, wd=1e-8,
-                       layer_scale=0.1, mixup=None, cutmix=None)
-_FT_22K_1K_LARGE = dict(_FT_22K_1K_BASE, arch='large', layer_decay=0.9, drop_path=0.4,
-                        layer_scale=1e-5)
+_FT_PT22K_BASE = dict(
+    _FT_224,
+    arch='base',
+    total_batch=1024,
+    lr=4e-3,
+    epochs=100,
+    warmup=('epoch', 20),
+    layer_decay=0.65,
+    drop_path=0.1,
+    wd=0.05,
+    layer_scale=0.1,
+    mixup=0.8,
+    cutmix=1.0)
+_FT_22K_1K_BASE = dict(
+    _FT_224,
+    arch='base',
+    total_batch=512,
+    lr=2e-5,
+    epochs=30,
+    warmup=('epoch', 5),
+    layer_decay=0.85,
+    drop_path=0.1,
+    wd=1e-8,
+    layer_scale=0.1,
+    mixup=None,
+    cutmix=None)
+_FT_22K_1K_LARGE = dict(
+    _FT_22K_1K_BASE, arch='large', layer_decay=0.9, drop_path=0.4, layer_scale=1e-5)
 # inference-only configs: what the released fine-tuned weights were evaluated with
 _INFER = dict(kind='infer', mean=HALF_MEAN, drop_path=0.0)
 # unilm semantic_segmentation/configs/beit/upernet/upernet_beit_{base_12,large_24}_*:
 # AdamW betas (0.9, 0.999) wd 0.05, LayerDecayOptimizerConstructor, linear warmup from
 # 1e-6, poly power 1 to 0, UPerHead pool scales (1, 2, 3, 6), FCN auxiliary head on
 # feature 2 with 256 channels and weight 0.4, ImageNet mean / std, apex fp16.
-_SEG = dict(kind='seg', betas=(0.9, 0.999), wd=0.05, warmup_start=1e-6, poly=(1.0, 0.0),
-            pool_scales=(1, 2, 3, 6), aux=(2, 256, 0.4), decode_weight=1.0,
-            mean=IMAGENET_MEAN, amp=True, ratio_range=(0.5, 2.0), cat_max_ratio=0.75)
-_SEG_BASE = dict(_SEG, arch='base', lr=3e-5, layer_decay=0.9, warmup=('iter', 1500),
-                 total_batch=16, updates=160000, drop_path=0.1, layer_scale=0.1,
-                 out_indices=(3, 5, 7, 11), channels=768)
-_SEG_LARGE = dict(_SEG, arch='large', lr=2e-5, layer_decay=0.95, total_batch=16,
-                  updates=160000, drop_path=0.2, layer_scale=1e-6,
-                  out_indices=(7, 11, 15, 23), channels=1024)
+_SEG = dict(
+    kind='seg',
+    betas=(0.9, 0.999),
+    wd=0.05,
+    warmup_start=1e-6,
+    poly=(1.0, 0.0),
+    pool_scales=(1, 2, 3, 6),
+    aux=(2, 256, 0.4),
+    decode_weight=1.0,
+    mean=IMAGENET_MEAN,
+    amp=True,
+    ratio_range=(0.5, 2.0),
+    cat_max_ratio=0.75)
+_SEG_BASE = dict(
+    _SEG,
+    arch='base',
+    lr=3e-5,
+    layer_decay=0.9,
+    warmup=('iter', 1500),
+    total_batch=16,
+    updates=160000,
+    drop_path=0.1,
+    layer_scale=0.1,
+    out_indices=(3, 5, 7, 11),
+    channels=768)
+_SEG_LARGE = dict(
+    _SEG,
+    arch='large',
+    lr=2e-5,
+    layer_decay=0.95,
+    total_batch=16,
+    updates=160000,
+    drop_path=0.2,
+    layer_scale=1e-6,
+    out_indices=(7, 11, 15, 23),
+    channels=1024)
 _SEG_512 = dict(crop=512, img_scale=(2048, 512), test=('slide', 512, 341))
 _SEG_640 = dict(crop=640, img_scale=(2560, 640), test=('slide', 640, 426))
 
@@ -94,124 +163,277 @@ _SAMPLE = 'tiny sample config: trains on 2 CPU cores in minutes on the bundled s
 
 RECIPES: Dict[str, Dict[str, Any]] = {
     # ------------------------------------------------ masked image modeling
-    'beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py': dict(
-        _MIM, source='mmpretrain configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k',
-        epochs=300, warmup=('epoch', 10), mean=IMAGENET_MEAN),
-    'beit/beit_beit-base-p16_8xb256-3rdparty_in21k.py': dict(
-        _MIM, source='inference config of unilm beit_base_patch16_224_pt22k (transformers '
+    'beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py':
+    dict(
+        _MIM,
+        source='mmpretrain configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k',
+        epochs=300,
+        warmup=('epoch', 10),
+        mean=IMAGENET_MEAN),
+    'beit/beit_beit-base-p16_8xb256-3rdparty_in21k.py':
+    dict(
+        _MIM,
+        source='inference config of unilm beit_base_patch16_224_pt22k (transformers '
         'microsoft/beit-base-patch16-224-pt22k): the 300-epoch config it inherits, with the '
-        '22k weights\' normalization', epochs=300, warmup=('epoch', 10), mean=HALF_MEAN,
+        '22k weights\' normalization',
+        epochs=300,
+        warmup=('epoch', 10),
+        mean=HALF_MEAN,
         deviations=dict(drop_path=(0.0, 'inference of released weights: no stochastic depth'))),
-    'beit/beit_beit-base-p16_16xb128-amp-coslr-800e_in1k.py': dict(
-        _MIM, source='unilm beit/README.md, pre-training BEiT-base on ImageNet-1k',
-        epochs=800, warmup=('epoch', 10), mean=IMAGENET_MEAN),
-    'beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py': dict(
-        _MIM_22K, source='unilm beit/README.md, pre-training BEiT-base on ImageNet-22k'),
-    'beit/beit_beit-large-p16_16xb128-amp-coslr-150e_in21k.py': dict(
-        _MIM_22K, source='unilm README (base command; "1e-5 for large")', arch='large',
+    'beit/beit_beit-base-p16_16xb128-amp-coslr-800e_in1k.py':
+    dict(
+        _MIM,
+        source='unilm beit/README.md, pre-training BEiT-base on ImageNet-1k',
+        epochs=800,
+        warmup=('epoch', 10),
+        mean=IMAGENET_MEAN),
+    'beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py':
+    dict(_MIM_22K, source='unilm beit/README.md, pre-training BEiT-base on ImageNet-22k'),
+    'beit/beit_beit-large-p16_16xb128-amp-coslr-150e_in21k.py':
+    dict(
+        _MIM_22K,
+        source='unilm README (base command; "1e-5 for large")',
+        arch='large',
         layer_scale=1e-5),
-    'beit/beit_beit-large-p16_16xb128-amp-fsdp-coslr-150e_in21k.py': dict(
-        _MIM_22K, source='as the large 22k pretrain, sharded; FSDP: global-norm clip and '
-        'weight decay as under DDP (mmbeit/engine/fsdp_optim_wrapper*.py)', arch='large',
+    'beit/beit_beit-large-p16_16xb128-amp-fsdp-coslr-150e_in21k.py':
+    dict(
+        _MIM_22K,
+        source='as the large 22k pretrain, sharded; FSDP: global-norm clip and '
+        'weight decay as under DDP (mmbeit/engine/fsdp_optim_wrapper*.py)',
+        arch='large',
         layer_scale=1e-5,
-        clip_type='mmbeit.FSDPAmpOptimWrapper', constructor='mmbeit.FSDPOptimWrapperConstructor'),
-    'beit/beit_beit-tiny-p8_1xb32-10e_sample.py': dict(
-        _MIM, source='the 300-epoch base recipe scaled down', epochs=300, warmup=('epoch', 10),
-        mean=IMAGENET_MEAN, deviations=dict(
-            arch=('tiny', _SAMPLE), total_batch=(32, _SAMPLE), amp=(False, 'CPU: float32'),
+        clip_type='mmbeit.FSDPAmpOptimWrapper',
+        constructor='mmbeit.FSDPOptimWrapperConstructor'),
+    'beit/beit_beit-tiny-p8_1xb32-10e_sample.py':
+    dict(
+        _MIM,
+        source='the 300-epoch base recipe scaled down',
+        epochs=300,
+        warmup=('epoch', 10),
+        mean=IMAGENET_MEAN,
+        deviations=dict(
+            arch=('tiny', _SAMPLE),
+            total_batch=(32, _SAMPLE),
+            amp=(False, 'CPU: float32'),
             drop_path=(0.0, _SAMPLE + ': no regularization needed'),
-            epochs=(10, _SAMPLE), warmup=(('epoch', 1), _SAMPLE),
+            epochs=(10, _SAMPLE),
+            warmup=(('epoch', 1), _SAMPLE),
             mask=((24, 4, 8), '64-pixel images = 8x8 patches: 3/8 of them, blocks >= 4'),
             views=((64, 64), '64-pixel images; the tiny tokenizer sees them whole'),
             mean=(HALF_MEAN, 'as the sample fine-tuning configs normalize'))),
     # ------------------------------------------------ ImageNet classification
-    'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py': dict(
-        _FT_PT22K_BASE, source='mmpretrain benchmarks/beit-base-p16_8xb128-coslr-100e_in1k '
-        '= unilm get_started base command from a pretrain', deviations=dict(
+    'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py':
+    dict(
+        _FT_PT22K_BASE,
+        source='mmpretrain benchmarks/beit-base-p16_8xb128-coslr-100e_in1k '
+        '= unilm get_started base command from a pretrain',
+        deviations=dict(
             amp=(False, 'mmpretrain\'s recipe (83.1) is float32; tools/train.py --amp'))),
-    'beit/benchmarks/beit-base-p16_8xb128-ema-coslr-100e_in1k.py': dict(
-        _FT_PT22K_BASE, source='the 100e recipe + unilm --model_ema (decay 0.9999)',
-        ema=1e-4, deviations=dict(
+    'beit/benchmarks/beit-base-p16_8xb128-ema-coslr-100e_in1k.py':
+    dict(
+        _FT_PT22K_BASE,
+        source='the 100e recipe + unilm --model_ema (decay 0.9999)',
+        ema=1e-4,
+        deviations=dict(
             amp=(False, 'mmpretrain\'s recipe (83.1) is float32; tools/train.py --amp'))),
-    'beit/benchmarks/beit-base-p16_8xb128-linear-coslr-100e_in1k.py': dict(
-        kind='linear', source='unilm run_linear_eval.py (--lr 4e-3 absolute, 8 x 128)',
-        arch='base', total_batch=1024, lr=4e-3, wd=1e-4, epochs=100, warmup=None,
-        min_lr=0.0, decay='cosine', frozen=12, crop=224, test_resize=256, test_crop=224,
+    'beit/benchmarks/beit-base-p16_8xb128-linear-coslr-100e_in1k.py':
+    dict(
+        kind='linear',
+        source='unilm run_linear_eval.py (--lr 4e-3 absolute, 8 x 128)',
+        arch='base',
+        total_batch=1024,
+        lr=4e-3,
+        wd=1e-4,
+        epochs=100,
+        warmup=None,
+        min_lr=0.0,
+        decay='cosine',
+        frozen=12,
+        crop=224,
+        test_resize=256,
+        test_crop=224,
         mean=HALF_MEAN),
-    'beit/benchmarks/beit-base-p16_8xb64_in1k-384px.py': dict(
-        _INFER, source='unilm beit_base_patch16_384_pt22k_ft22kto1k', arch='base',
-        img_size=384, test_resize=384, test_crop=384, num_classes=1000),
-    'beit/benchmarks/beit-base-p16_8xb64_in1k.py': dict(
-        _INFER, source='unilm beit_base_patch16_224_pt22k_ft22kto1k', arch='base',
-        img_size=224, test_resize=256, test_crop=224, num_classes=1000),
-    'beit/benchmarks/beit-base-p16_8xb64_in21k.py': dict(
-        _INFER, source='unilm beit_base_patch16_224_pt22k_ft22k', arch='base', img_size=224,
-        test_resize=256, test_crop=224, num_classes=21841),
-    'beit/benchmarks/beit-base-p16_in21k-ft-pre_8xb64-amp-coslr-30e_in1k.py': dict(
-        _FT_22K_1K_BASE, source='unilm get_started, BEiT-base from pt22k_ft22k'),
-    'beit/benchmarks/beit-base-p16_in21k-ft-pre_8xb64-amp-coslr-30e_in1k-384px.py': dict(
-        _FT_22K_1K_BASE, source='unilm get_started, BEiT-base from pt22k_ft22k, --input_size 384',
-        img_size=384, crop=384, test_resize=384, test_crop=384),
-    'beit/benchmarks/beit-base-p16_in21k-pre_16xb256-amp-coslr-90e_in21k.py': dict(
-        _FT_224, source='unilm README, fine-tuning BEiT-base on ImageNet-22k', arch='base',
-        total_batch=4096, lr=3e-3, epochs=90, warmup=('epoch', 5), layer_decay=0.65,
-        drop_path=0.2, wd=0.05, layer_scale=0.1, clip=3.0, mixup=None, cutmix=None,
+    'beit/benchmarks/beit-base-p16_8xb64_in1k-384px.py':
+    dict(
+        _INFER,
+        source='unilm beit_base_patch16_384_pt22k_ft22kto1k',
+        arch='base',
+        img_size=384,
+        test_resize=384,
+        test_crop=384,
+        num_classes=1000),
+    'beit/benchmarks/beit-base-p16_8xb64_in1k.py':
+    dict(
+        _INFER,
+        source='unilm beit_base_patch16_224_pt22k_ft22kto1k',
+        arch='base',
+        img_size=224,
+        test_resize=256,
+        test_crop=224,
+        num_classes=1000),
+    'beit/benchmarks/beit-base-p16_8xb64_in21k.py':
+    dict(
+        _INFER,
+        source='unilm beit_base_patch16_224_pt22k_ft22k',
+        arch='base',
+        img_size=224,
+        test_resize=256,
+        test_crop=224,
         num_classes=21841),
-    'beit/benchmarks/beit-large-p16_in21k-ft-pre_8xb16-accu4-amp-coslr-30e_in1k-512px.py': dict(
-        _FT_22K_1K_LARGE, source='unilm get_started, BEiT-large from pt22k_ft22k, '
+    'beit/benchmarks/beit-base-p16_in21k-ft-pre_8xb64-amp-coslr-30e_in1k.py':
+    dict(_FT_22K_1K_BASE, source='unilm get_started, BEiT-base from pt22k_ft22k'),
+    'beit/benchmarks/beit-base-p16_in21k-ft-pre_8xb64-amp-coslr-30e_in1k-384px.py':
+    dict(
+        _FT_22K_1K_BASE,
+        source='unilm get_started, BEiT-base from pt22k_ft22k, --input_size 384',
+        img_size=384,
+        crop=384,
+        test_resize=384,
+        test_crop=384),
+    'beit/benchmarks/beit-base-p16_in21k-pre_16xb256-amp-coslr-90e_in21k.py':
+    dict(
+        _FT_224,
+        source='unilm README, fine-tuning BEiT-base on ImageNet-22k',
+        arch='base',
+        total_batch=4096,
+        lr=3e-3,
+        epochs=90,
+        warmup=('epoch', 5),
+        layer_decay=0.65,
+        drop_path=0.2,
+        wd=0.05,
+        layer_scale=0.1,
+        clip=3.0,
+        mixup=None,
+        cutmix=None,
+        num_classes=21841),
+    'beit/benchmarks/beit-large-p16_in21k-ft-pre_8xb16-accu4-amp-coslr-30e_in1k-512px.py':
+    dict(
+        _FT_22K_1K_LARGE,
+        source='unilm get_started, BEiT-large from pt22k_ft22k, '
         '--input_size 512 with accumulation (total batch kept at 512)',
-        img_size=512, crop=512, test_resize=512, test_crop=512),
-    'beit/benchmarks/beit-large-p16_in21k-ft-pre_8xb32-accu2-amp-coslr-30e_in1k.py': dict(
-        _FT_22K_1K_LARGE, source='unilm get_started, BEiT-large from pt22k_ft22k'),
-    'beit/benchmarks/beit-large-p16_in21k-pre_8xb64-accu2-amp-coslr-50e_in1k.py': dict(
-        _FT_224, source='unilm get_started, BEiT-large from pt22k (mixup, cutmix)',
-        arch='large', total_batch=1024, lr=1e-3, epochs=50, warmup=('epoch', 5),
-        layer_decay=0.75, drop_path=0.2, wd=0.05, layer_scale=1e-5, mixup=0.8, cutmix=1.0),
-    'beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py': dict(
-        _FT_PT22K_BASE, source='the base fine-tuning recipe scaled down', deviations=dict(
-            arch=('tiny', _SAMPLE), img_size=(64, _SAMPLE), crop=(64, _SAMPLE),
-            test_resize=(64, _SAMPLE), test_crop=(64, _SAMPLE), total_batch=(32, _SAMPLE),
-            lr=(2e-3, _SAMPLE + ': tuned for 500 images'), epochs=(20, _SAMPLE),
-            warmup=(('epoch', 2), _SAMPLE), layer_decay=(0.75, 'a 4-layer backbone'),
-            drop_path=(0.0, _SAMPLE), min_lr=(1e-5, _SAMPLE), num_classes=(5, _SAMPLE),
-            mixup=(None, 'no Mixup / CutMix on 500 images'), cutmix=(None, 'as mixup'),
-            randaug=(None, 'drawn shapes: no RandAugment'), erasing=(None, 'as randaug'),
+        img_size=512,
+        crop=512,
+        test_resize=512,
+        test_crop=512),
+    'beit/benchmarks/beit-large-p16_in21k-ft-pre_8xb32-accu2-amp-coslr-30e_in1k.py':
+    dict(_FT_22K_1K_LARGE, source='unilm get_started, BEiT-large from pt22k_ft22k'),
+    'beit/benchmarks/beit-large-p16_in21k-pre_8xb64-accu2-amp-coslr-50e_in1k.py':
+    dict(
+        _FT_224,
+        source='unilm get_started, BEiT-large from pt22k (mixup, cutmix)',
+        arch='large',
+        total_batch=1024,
+        lr=1e-3,
+        epochs=50,
+        warmup=('epoch', 5),
+        layer_decay=0.75,
+        drop_path=0.2,
+        wd=0.05,
+        layer_scale=1e-5,
+        mixup=0.8,
+        cutmix=1.0),
+    'beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py':
+    dict(
+        _FT_PT22K_BASE,
+        source='the base fine-tuning recipe scaled down',
+        deviations=dict(
+            arch=('tiny', _SAMPLE),
+            img_size=(64, _SAMPLE),
+            crop=(64, _SAMPLE),
+            test_resize=(64, _SAMPLE),
+            test_crop=(64, _SAMPLE),
+            total_batch=(32, _SAMPLE),
+            lr=(2e-3, _SAMPLE + ': tuned for 500 images'),
+            epochs=(20, _SAMPLE),
+            warmup=(('epoch', 2), _SAMPLE),
+            layer_decay=(0.75, 'a 4-layer backbone'),
+            drop_path=(0.0, _SAMPLE),
+            min_lr=(1e-5, _SAMPLE),
+            num_classes=(5, _SAMPLE),
+            mixup=(None, 'no Mixup / CutMix on 500 images'),
+            cutmix=(None, 'as mixup'),
+            randaug=(None, 'drawn shapes: no RandAugment'),
+            erasing=(None, 'as randaug'),
             amp=(False, 'CPU: float32'))),
     # ------------------------------------------------ ADE20K segmentation
-    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-512x512.py': dict(
-        _SEG_BASE, **_SEG_512, source='unilm upernet_beit_base_12_512_slide_160k_ade20k',
+    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-512x512.py':
+    dict(
+        _SEG_BASE,
+        **_SEG_512,
+        source='unilm upernet_beit_base_12_512_slide_160k_ade20k',
         deviations=dict(amp=(False, _AMP_FLAG))),
-    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py': dict(
-        _SEG_BASE, **_SEG_640, source='unilm upernet_beit_base_12_640_slide_160k_ade20k',
+    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py':
+    dict(
+        _SEG_BASE,
+        **_SEG_640,
+        source='unilm upernet_beit_base_12_640_slide_160k_ade20k',
         deviations=dict(amp=(False, _AMP_FLAG))),
-    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640_ms.py': dict(
-        _SEG_BASE, **_SEG_640, source='unilm ..._640_slide_160k_ade20k_ms (ms + flip test)',
-        tta=TTA, deviations=dict(amp=(False, _AMP_FLAG))),
-    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-512x512.py': dict(
-        _SEG_LARGE, **_SEG_512, source='unilm upernet_beit_large_24_512_slide_160k_ade20k',
-        accum=1, warmup=('iter', 1500), deviations=dict(
-            accum=(2, _LARGE_8X1), warmup=(('iter', 3000), _LARGE_8X1))),
-    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-640x640.py': dict(
-        _SEG_LARGE, **_SEG_640, source='unilm upernet_beit_large_24_640_slide_160k_ade20k '
+    'upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640_ms.py':
+    dict(
+        _SEG_BASE,
+        **_SEG_640,
+        source='unilm ..._640_slide_160k_ade20k_ms (ms + flip test)',
+        tta=TTA,
+        deviations=dict(amp=(False, _AMP_FLAG))),
+    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-512x512.py':
+    dict(
+        _SEG_LARGE,
+        **_SEG_512,
+        source='unilm upernet_beit_large_24_512_slide_160k_ade20k',
+        accum=1,
+        warmup=('iter', 1500),
+        deviations=dict(accum=(2, _LARGE_8X1), warmup=(('iter', 3000), _LARGE_8X1))),
+    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-640x640.py':
+    dict(
+        _SEG_LARGE,
+        **_SEG_640,
+        source='unilm upernet_beit_large_24_640_slide_160k_ade20k '
         '(8 x 1, update_interval 2, schedule_320k: "the total update step keep 160k")',
-        accum=2, warmup=('iter', 3000)),
-    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-640x640_ms.py': dict(
-        _SEG_LARGE, **_SEG_640, source='unilm ..._large_24_640_slide_160k_ade20k_ms',
-        accum=2, warmup=('iter', 3000), tta=TTA),
-    'upernet_beit/upernet_beit-large_hf-ade20k-640x640.py': dict(
-        kind='seg_infer', source='transformers microsoft/beit-large-finetuned-ade-640-640 '
-        '(unilm beit_large_patch16_640_pt22k_ft22ktoade20k)', arch='large',
-        out_indices=(7, 11, 15, 23), channels=1024, pool_scales=(1, 2, 3, 6),
-        aux=(2, 256, 0.4), crop=640, img_scale=(2560, 640), test=('slide', 640, 426),
-        mean=IMAGENET_MEAN, drop_path=0.0),
-    'upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py': dict(
-        _SEG_BASE, **_SEG_640, source='the base recipe scaled down', deviations=dict(
-            arch=('tiny', _SAMPLE), total_batch=(8, _SAMPLE), updates=(500, _SAMPLE),
+        accum=2,
+        warmup=('iter', 3000)),
+    'upernet_beit/upernet_beit-large_fp16_8xb1-amp-160k_ade20k-640x640_ms.py':
+    dict(
+        _SEG_LARGE,
+        **_SEG_640,
+        source='unilm ..._large_24_640_slide_160k_ade20k_ms',
+        accum=2,
+        warmup=('iter', 3000),
+        tta=TTA),
+    'upernet_beit/upernet_beit-large_hf-ade20k-640x640.py':
+    dict(
+        kind='seg_infer',
+        source='transformers microsoft/beit-large-finetuned-ade-640-640 '
+        '(unilm beit_large_patch16_640_pt22k_ft22ktoade20k)',
+        arch='large',
+        out_indices=(7, 11, 15, 23),
+        channels=1024,
+        pool_scales=(1, 2, 3, 6),
+        aux=(2, 256, 0.4),
+        crop=640,
+        img_scale=(2560, 640),
+        test=('slide', 640, 426),
+        mean=IMAGENET_MEAN,
+        drop_path=0.0),
+    'upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py':
+    dict(
+        _SEG_BASE,
+        **_SEG_640,
+        source='the base recipe scaled down',
+        deviations=dict(
+            arch=('tiny', _SAMPLE),
+            total_batch=(8, _SAMPLE),
+            updates=(500, _SAMPLE),
             lr=(1e-3, _SAMPLE + ': from scratch, not from a pretrain'),
-            warmup=(('iter', 50), _SAMPLE), warmup_start=(1e-3, _SAMPLE),
-            drop_path=(0.0, _SAMPLE), out_indices=((0, 1, 2, 3), 'a 4-layer backbone'),
-            channels=(64, _SAMPLE), aux=((2, 32, 0.4), _SAMPLE), crop=(64, _SAMPLE),
-            img_scale=((64, 64), _SAMPLE), ratio_range=((0.75, 1.5), _SAMPLE),
+            warmup=(('iter', 50), _SAMPLE),
+            warmup_start=(1e-3, _SAMPLE),
+            drop_path=(0.0, _SAMPLE),
+            out_indices=((0, 1, 2, 3), 'a 4-layer backbone'),
+            channels=(64, _SAMPLE),
+            aux=((2, 32, 0.4), _SAMPLE),
+            crop=(64, _SAMPLE),
+            img_scale=((64, 64), _SAMPLE),
+            ratio_range=((0.75, 1.5), _SAMPLE),
             test=(('whole', None, None), '64-pixel images fit whole'),
             amp=(False, 'CPU: float32'))),
 }
@@ -321,66 +543,105 @@ def _clip(cfg: Config):
 
 
 FACTS: Dict[str, Callable[[Config, str], Any]] = {
-    'arch': lambda c, p: _backbone(c).arch,
-    'img_size': lambda c, p: _backbone(c).img_size,
-    'drop_path': lambda c, p: _backbone(c).get('drop_path_rate', 0.0),
-    'layer_scale': lambda c, p: _backbone(c).layer_scale_init_value,
-    'out_indices': lambda c, p: tuple(_backbone(c).out_indices),
-    'frozen': lambda c, p: _backbone(c).get('frozen_stages'),
-    'total_batch': _total_batch,
-    'accum': lambda c, p: _accum(c),
-    'lr': lambda c, p: c.optim_wrapper.optimizer.lr,
-    'betas': lambda c, p: tuple(c.optim_wrapper.optimizer.betas),
-    'wd': lambda c, p: c.optim_wrapper.optimizer.weight_decay,
-    'clip': lambda c, p: _clip(c),
-    'clip_type': lambda c, p: c.optim_wrapper.type,
-    'constructor': lambda c, p: c.optim_wrapper.get('constructor'),
-    'amp': lambda c, p: 'Amp' in c.optim_wrapper.get('type', 'OptimWrapper'),
-    'layer_decay': lambda c, p: (c.optim_wrapper.get('paramwise_cfg') or {}).get(
-        'layer_decay_rate'),
-    'epochs': lambda c, p: c.train_cfg.max_epochs,
-    'updates': lambda c, p: c.train_cfg.max_iters // _accum(c),
-    'warmup': lambda c, p: _warmup(c),
-    'warmup_start': lambda c, p: _schedulers(c)[0].start_factor,
-    'decay': lambda c, p: _decay(c),
-    'min_lr': lambda c, p: _schedulers(c)[1].eta_min,
-    'poly': lambda c, p: (_schedulers(c)[1].power, _schedulers(c)[1].eta_min),
-    'ema': lambda c, p: next((h.momentum for h in c.get('custom_hooks', [])
-                              if h.type == 'EMAHook'), None),
-    'mean': lambda c, p: _mean(c),
+    'arch':
+    lambda c, p: _backbone(c).arch,
+    'img_size':
+    lambda c, p: _backbone(c).img_size,
+    'drop_path':
+    lambda c, p: _backbone(c).get('drop_path_rate', 0.0),
+    'layer_scale':
+    lambda c, p: _backbone(c).layer_scale_init_value,
+    'out_indices':
+    lambda c, p: tuple(_backbone(c).out_indices),
+    'frozen':
+    lambda c, p: _backbone(c).get('frozen_stages'),
+    'total_batch':
+    _total_batch,
+    'accum':
+    lambda c, p: _accum(c),
+    'lr':
+    lambda c, p: c.optim_wrapper.optimizer.lr,
+    'betas':
+    lambda c, p: tuple(c.optim_wrapper.optimizer.betas),
+    'wd':
+    lambda c, p: c.optim_wrapper.optimizer.weight_decay,
+    'clip':
+    lambda c, p: _clip(c),
+    'clip_type':
+    lambda c, p: c.optim_wrapper.type,
+    'constructor':
+    lambda c, p: c.optim_wrapper.get('constructor'),
+    'amp':
+    lambda c, p: 'Amp' in c.optim_wrapper.get('type', 'OptimWrapper'),
+    'layer_decay':
+    lambda c, p: (c.optim_wrapper.get('paramwise_cfg') or {}).get('layer_decay_rate'),
+    'epochs':
+    lambda c, p: c.train_cfg.max_epochs,
+    'updates':
+    lambda c, p: c.train_cfg.max_iters // _accum(c),
+    'warmup':
+    lambda c, p: _warmup(c),
+    'warmup_start':
+    lambda c, p: _schedulers(c)[0].start_factor,
+    'decay':
+    lambda c, p: _decay(c),
+    'min_lr':
+    lambda c, p: _schedulers(c)[1].eta_min,
+    'poly':
+    lambda c, p: (_schedulers(c)[1].power, _schedulers(c)[1].eta_min),
+    'ema':
+    lambda c, p: next((h.momentum for h in c.get('custom_hooks', []) if h.type == 'EMAHook'), None),
+    'mean':
+    lambda c, p: _mean(c),
     # masked image modeling
-    'mask': lambda c, p: (lambda t: (t.num_masking_patches, t.min_num_patches,
-                                     t.input_size[0]))(
-        _find(_pipeline(c, 'train_dataloader'), 'mmbeit.BEiTMaskGenerator')),
-    'views': lambda c, p: (lambda t: (t.size, t.second_size))(
-        _find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
+    'mask':
+    lambda c, p: (lambda t: (t.num_masking_patches, t.min_num_patches, t.input_size[0]))
+    (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.BEiTMaskGenerator')),
+    'views':
+    lambda c, p: (lambda t: (t.size, t.second_size))
+    (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
     # classification
-    'num_classes': lambda c, p: c.model.head.num_classes,
-    'label_smooth': lambda c, p: c.model.head.loss.get('label_smooth_val'),
-    'mixup': lambda c, p: _augment(c, 'Mixup'),
-    'cutmix': lambda c, p: _augment(c, 'CutMix'),
-    'randaug': lambda c, p: _randaug(c),
-    'erasing': lambda c, p: (lambda t: t.erase_prob if t else None)(
-        _find(_pipeline(c, 'train_dataloader'), 'RandomErasing')),
-    'crop': lambda c, p: (
-        _find(_pipeline(c, 'train_dataloader'), 'RandomCrop').crop_size[0]
-        if c.get('default_scope') == 'mmseg'
-        else _find(_pipeline(c, 'train_dataloader'), 'RandomResizedCrop').scale),
-    'test_resize': lambda c, p: _find(_pipeline(c, 'test_dataloader'), 'ResizeEdge').scale,
-    'test_crop': lambda c, p: _find(_pipeline(c, 'test_dataloader'), 'CenterCrop').crop_size,
+    'num_classes':
+    lambda c, p: c.model.head.num_classes,
+    'label_smooth':
+    lambda c, p: c.model.head.loss.get('label_smooth_val'),
+    'mixup':
+    lambda c, p: _augment(c, 'Mixup'),
+    'cutmix':
+    lambda c, p: _augment(c, 'CutMix'),
+    'randaug':
+    lambda c, p: _randaug(c),
+    'erasing':
+    lambda c, p: (lambda t: t.erase_prob
+                  if t else None)(_find(_pipeline(c, 'train_dataloader'), 'RandomErasing')),
+    'crop':
+    lambda c, p: (_find(_pipeline(c, 'train_dataloader'), 'RandomCrop').crop_size[0]
+                  if c.get('default_scope') == 'mmseg' else _find(
+                      _pipeline(c, 'train_dataloader'), 'RandomResizedCrop').scale),
+    'test_resize':
+    lambda c, p: _find(_pipeline(c, 'test_dataloader'), 'ResizeEdge').scale,
+    'test_crop':
+    lambda c, p: _find(_pipeline(c, 'test_dataloader'), 'CenterCrop').crop_size,
     # segmentation
-    'img_scale': lambda c, p: _img_scale(c),
-    'ratio_range': lambda c, p: tuple(
-        _find(_pipeline(c, 'train_dataloader'), 'RandomResize').ratio_range),
-    'cat_max_ratio': lambda c, p: _find(_pipeline(c, 'train_dataloader'),
-                                        'RandomCrop').cat_max_ratio,
-    'channels': lambda c, p: _uper_width(c),
-    'pool_scales': lambda c, p: tuple(_heads(c)[0].pool_scales),
-    'aux': lambda c, p: (_heads(c)[1].in_index, _heads(c)[1].channels,
-                         _heads(c)[1].loss_decode.loss_weight),
-    'decode_weight': lambda c, p: _heads(c)[0].loss_decode.loss_weight,
-    'test': lambda c, p: _test_cfg(c),
-    'tta': lambda c, p: _tta(c),
+    'img_scale':
+    lambda c, p: _img_scale(c),
+    'ratio_range':
+    lambda c, p: tuple(_find(_pipeline(c, 'train_dataloader'), 'RandomResize').ratio_range),
+    'cat_max_ratio':
+    lambda c, p: _find(_pipeline(c, 'train_dataloader'), 'RandomCrop').cat_max_ratio,
+    'channels':
+    lambda c, p: _uper_width(c),
+    'pool_scales':
+    lambda c, p: tuple(_heads(c)[0].pool_scales),
+    'aux':
+    lambda c, p:
+    (_heads(c)[1].in_index, _heads(c)[1].channels, _heads(c)[1].loss_decode.loss_weight),
+    'decode_weight':
+    lambda c, p: _heads(c)[0].loss_decode.loss_weight,
+    'test':
+    lambda c, p: _test_cfg(c),
+    'tta':
+    lambda c, p: _tta(c),
 }
 
 
@@ -393,22 +654,30 @@ def _uper_width(c: Config):
 
 # keys that every row of a kind must state (so a row cannot skip a check silently)
 REQUIRED = {
-    'mim': {'arch', 'lr', 'total_batch', 'betas', 'wd', 'clip', 'drop_path', 'layer_scale',
-            'epochs', 'warmup', 'min_lr', 'decay', 'mask', 'views', 'amp', 'mean'},
-    'cls': {'arch', 'img_size', 'lr', 'total_batch', 'wd', 'clip', 'layer_decay', 'drop_path',
-            'layer_scale', 'epochs', 'warmup', 'min_lr', 'decay', 'mixup', 'cutmix',
-            'label_smooth', 'randaug', 'erasing', 'crop', 'test_resize', 'test_crop', 'amp',
-            'mean', 'num_classes'},
-    'linear': {'arch', 'lr', 'total_batch', 'wd', 'epochs', 'warmup', 'min_lr', 'decay',
-               'frozen', 'crop', 'test_resize', 'test_crop', 'mean'},
-    'infer': {'arch', 'img_size', 'test_resize', 'test_crop', 'num_classes', 'mean',
-              'drop_path'},
-    'seg': {'arch', 'lr', 'total_batch', 'betas', 'wd', 'layer_decay', 'drop_path',
-            'layer_scale', 'updates', 'warmup', 'warmup_start', 'poly', 'crop', 'img_scale',
-            'ratio_range', 'cat_max_ratio', 'out_indices', 'channels', 'pool_scales', 'aux',
-            'decode_weight', 'test', 'mean', 'amp'},
-    'seg_infer': {'arch', 'out_indices', 'channels', 'pool_scales', 'aux', 'crop',
-                  'img_scale', 'test', 'mean', 'drop_path'},
+    'mim': {
+        'arch', 'lr', 'total_batch', 'betas', 'wd', 'clip', 'drop_path', 'layer_scale', 'epochs',
+        'warmup', 'min_lr', 'decay', 'mask', 'views', 'amp', 'mean'
+    },
+    'cls': {
+        'arch', 'img_size', 'lr', 'total_batch', 'wd', 'clip', 'layer_decay', 'drop_path',
+        'layer_scale', 'epochs', 'warmup', 'min_lr', 'decay', 'mixup', 'cutmix', 'label_smooth',
+        'randaug', 'erasing', 'crop', 'test_resize', 'test_crop', 'amp', 'mean', 'num_classes'
+    },
+    'linear': {
+        'arch', 'lr', 'total_batch', 'wd', 'epochs', 'warmup', 'min_lr', 'decay', 'frozen', 'crop',
+        'test_resize', 'test_crop', 'mean'
+    },
+    'infer': {'arch', 'img_size', 'test_resize', 'test_crop', 'num_classes', 'mean', 'drop_path'},
+    'seg': {
+        'arch', 'lr', 'total_batch', 'betas', 'wd', 'layer_decay', 'drop_path', 'layer_scale',
+        'updates', 'warmup', 'warmup_start', 'poly', 'crop', 'img_scale', 'ratio_range',
+        'cat_max_ratio', 'out_indices', 'channels', 'pool_scales', 'aux', 'decode_weight', 'test',
+        'mean', 'amp'
+    },
+    'seg_infer': {
+        'arch', 'out_indices', 'channels', 'pool_scales', 'aux', 'crop', 'img_scale', 'test',
+        'mean', 'drop_path'
+    },
 }
 TRAINING_KINDS = {'mim', 'cls', 'linear', 'seg'}
 ROW_KEYS = {'kind', 'source', 'deviations'}
@@ -499,12 +768,12 @@ MUTATIONS = [
      lambda c: c.optim_wrapper.optimizer.update(lr=3e-3), 'lr'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'clip',
      lambda c: c.optim_wrapper.clip_grad.update(max_norm=1.0), 'clip'),
-    ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'mask',
-     lambda c: _find(c.train_dataloader.dataset.pipeline, 'mmbeit.BEiTMaskGenerator').update(
-         min_num_patches=4), 'mask'),
+    ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'mask', lambda c: _find(
+        c.train_dataloader.dataset.pipeline, 'mmbeit.BEiTMaskGenerator').update(min_num_patches=4),
+     'mask'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'views',
-     lambda c: _find(c.train_dataloader.dataset.pipeline,
-                     'mmbeit.TwoViewRandomResizedCrop').update(second_size=224), 'views'),
+     lambda c: _find(c.train_dataloader.dataset.pipeline, 'mmbeit.TwoViewRandomResizedCrop').update(
+         second_size=224), 'views'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'warmup',
      lambda c: c.param_scheduler[0].update(end=5000), 'warmup'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'batch',
@@ -521,8 +790,8 @@ MUTATIONS = [
      lambda c: _find(c.test_dataloader.dataset.pipeline, 'CenterCrop').update(crop_size=256),
      'test_crop'),
     ('beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py', 'crop',
-     lambda c: _find(c.train_dataloader.dataset.pipeline, 'RandomResizedCrop').update(
-         scale=192), 'crop'),
+     lambda c: _find(c.train_dataloader.dataset.pipeline, 'RandomResizedCrop').update(scale=192),
+     'crop'),
     ('beit/benchmarks/beit-large-p16_in21k-ft-pre_8xb32-accu2-amp-coslr-30e_in1k.py',
      'accumulation', lambda c: c.optim_wrapper.update(accumulative_counts=1), 'total_batch'),
     ('upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py', 'UperNet channels',
@@ -548,8 +817,8 @@ MUTATIONS = [
 ]
 
 
-@pytest.mark.parametrize('path,what,mutate,key', MUTATIONS,
-                         ids=[f'{osp.basename(m[0])}-{m[1]}' for m in MUTATIONS])
+@pytest.mark.parametrize(
+    'path,what,mutate,key', MUTATIONS, ids=[f'{osp.basename(m[0])}-{m[1]}' for m in MUTATIONS])
 def test_the_audit_catches_a_changed_value(path, what, mutate, key):
     cfg = _load(path)
     assert not audit(cfg, path, RECIPES[path])

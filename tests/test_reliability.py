@@ -24,18 +24,19 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 SEG_CFG = osp.join(ROOT, 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py')
 
-
 # --------------------------------------------------------------------------- model input
+
 
 @pytest.fixture(scope='module')
 def classifier():
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
-    model = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='mmbeit.BEiT', arch='tiny', img_size=32, patch_size=16),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=64)))
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='mmbeit.BEiT', arch='tiny', img_size=32, patch_size=16),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=64)))
     return model.eval()
 
 
@@ -52,6 +53,7 @@ def test_wrong_channel_count(classifier):
 
 
 # --------------------------------------------------------------------------- images
+
 
 def _image_files(tmp_path):
     rng = np.random.default_rng(0)
@@ -115,7 +117,8 @@ def test_corrupt_or_missing_image_names_the_file(tmp_path):
         with pytest.raises(FileNotFoundError, match='image file not found') as info:
             load(dict(img_path=missing))
         assert missing in str(info.value)
-    # skip mode: None (mmengine's training datasets then draw another sample), warning names the file
+    # skip mode: None (mmengine's training datasets then draw another sample), a warning names
+    # the file
     load = LoadColorImageFromFile(on_error='skip')
     assert load(dict(img_path=str(corrupt))) is None
     with pytest.raises(ValueError, match="unknown on_error 'ignore'.*'raise', 'skip'"):
@@ -124,10 +127,15 @@ def test_corrupt_or_missing_image_names_the_file(tmp_path):
 
 def test_missing_data_root(tmp_path):
     from mmengine.config import Config
+
     from mmbeit.utils.config_check import check_data_roots
     from mmbeit.utils.sample_data import generate_sample_data
-    data = generate_sample_data(str(tmp_path / 'sample'), cls_train_per_class=1, cls_val_per_class=1,
-                                seg_train=1, seg_val=1)
+    data = generate_sample_data(
+        str(tmp_path / 'sample'),
+        cls_train_per_class=1,
+        cls_val_per_class=1,
+        seg_train=1,
+        seg_val=1)
     cfg = Config.fromfile(CLS_CFG)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = f'{data}/imagenet'
@@ -139,21 +147,33 @@ def test_missing_data_root(tmp_path):
     assert 'train_dataloader.dataset.data_root' in msg and 'data/sample_missing/imagenet' in msg
     assert 'tools/make_sample_data.py' in msg and '--cfg-options' in msg
     # wrappers are looked through, remote roots are not checked
-    cfg = Config(dict(train_dataloader=dict(dataset=dict(
-        type='ConcatDataset', datasets=[dict(data_root='s3://bucket/x'), dict(data_root=str(tmp_path / 'no'))]))))
-    with pytest.raises(FileNotFoundError, match=r'train_dataloader\.dataset\.datasets\.1\.data_root'):
+    cfg = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='ConcatDataset',
+                    datasets=[
+                        dict(data_root='s3://bucket/x'),
+                        dict(data_root=str(tmp_path / 'no'))
+                    ]))))
+    with pytest.raises(
+            FileNotFoundError, match=r'train_dataloader\.dataset\.datasets\.1\.data_root'):
         check_data_roots(cfg)
 
 
 # --------------------------------------------------------------------------- config types
 
+
 def test_unknown_type_lists_close_names():
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
     from mmbeit.utils.config_check import UnknownTypeError, suggest_registered_names
     init_default_scope('mmpretrain')
-    cfg = dict(type='ImageClassifier', backbone=dict(type='mmbeit.BEit', arch='tiny'),
-               head=dict(type='LinearClsHead', num_classes=3, in_channels=64))
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmbeit.BEit', arch='tiny'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64))
     with pytest.raises(KeyError, match='is not in the'):  # mmengine's own error, no suggestions
         MODELS.build(cfg)
     with pytest.raises(UnknownTypeError) as info, suggest_registered_names():
@@ -174,10 +194,11 @@ def test_unknown_transform_in_a_segmentation_config():
     close = suggest_types('LoadAnnotation', 'transform', 'mmseg')
     assert close[0] == 'LoadAnnotations'
     assert 'mmbeit.LoadColorImageFromFile' in suggest_types('LoadColourImageFromFile', 'transform',
-                                                             'mmseg')
+                                                            'mmseg')
 
 
 # --------------------------------------------------------------------------- checkpoints
+
 
 def _tiny_beit(**kwargs):
     from mmbeit.models.backbones.beit import BEiT
@@ -211,6 +232,7 @@ def test_unknown_checkpoint_format(tmp_path):
 
 # --------------------------------------------------------------------------- non-finite loss
 
+
 class _ToyModel(BaseModel):
     """A model whose loss turns NaN, or whose weights turn inf, at a chosen call."""
 
@@ -235,15 +257,20 @@ def _toy_runner(tmp_path, ckpt_type, **model_kwargs):
     from mmengine.runner import Runner
     data = [dict(inputs=torch.randn(2)) for _ in range(8)]
     return Runner(
-        model=_ToyModel(**model_kwargs), work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=2, collate_fn=dict(type='default_collate')),
+        model=_ToyModel(**model_kwargs),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=data,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=6),
-        default_hooks=dict(checkpoint=dict(type=ckpt_type, interval=1, by_epoch=False,
-                                           max_keep_ckpts=1)),
+        default_hooks=dict(
+            checkpoint=dict(type=ckpt_type, interval=1, by_epoch=False, max_keep_ckpts=1)),
         custom_hooks=[dict(type='mmbeit.NonFiniteCheckHook')],
-        default_scope='mmengine', experiment_name=f'toy_{tmp_path.name}')
+        default_scope='mmengine',
+        experiment_name=f'toy_{tmp_path.name}')
 
 
 def _latest(tmp_path):
@@ -276,25 +303,36 @@ def test_non_finite_weights_are_never_saved(tmp_path):
 
 # --------------------------------------------------------------------------- security
 
+
 def test_resume_from_a_malicious_checkpoint_is_refused(tmp_path):
     from mmbeit.utils.sample_data import generate_sample_data
-    data = generate_sample_data(str(tmp_path / 'sample'), cls_train_per_class=2, cls_val_per_class=1,
-                                seg_train=1, seg_val=1)
+    data = generate_sample_data(
+        str(tmp_path / 'sample'),
+        cls_train_per_class=2,
+        cls_val_per_class=1,
+        seg_train=1,
+        seg_val=1)
     marker = str(tmp_path / 'marker')
 
     class Payload:
+
         def __reduce__(self):
-            return exec, (f'open({marker!r}, "w").write("pwned")',)
+            return exec, (f'open({marker!r}, "w").write("pwned")', )
 
     evil = str(tmp_path / 'evil.pth')
     torch.save(dict(state_dict={}, meta=dict(epoch=1, iter=1), payload=Payload()), evil)
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', CLS_CFG, '--work-dir', str(tmp_path / 'work'),
-         '--resume', evil, '--no-validate', '--cfg-options', f'train_dataloader.dataset.data_root={data}/imagenet',
-         'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py', CLS_CFG, '--work-dir',
+        str(tmp_path / 'work'), '--resume', evil, '--no-validate', '--cfg-options',
+        f'train_dataloader.dataset.data_root={data}/imagenet', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2'
+    ],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode != 0
     assert 'UnpicklingError' in proc.stderr and 'for safety' in proc.stderr and evil in proc.stderr
     assert not osp.exists(marker)

@@ -76,20 +76,39 @@ COMMON = textwrap.dedent('''
 
 CASES = {
     # epoch-based: 24 images, batch 8 -> 3 iterations an epoch; 3 epochs
-    'classification': dict(base=CLS_CFG, by_epoch=True, interval=1, final='epoch_3.pth', kill_iter=5,
-                           extra='''
+    'classification':
+    dict(
+        base=CLS_CFG,
+        by_epoch=True,
+        interval=1,
+        final='epoch_3.pth',
+        kill_iter=5,
+        extra='''
         train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
                                 dataset=dict(indices=24, data_root=DATA_ROOT + '/imagenet'))
         train_cfg = dict(max_epochs=3, val_interval=100)
     '''),
-    'mim': dict(base=MIM_CFG, by_epoch=True, interval=1, final='epoch_3.pth', kill_iter=5, extra='''
+    'mim':
+    dict(
+        base=MIM_CFG,
+        by_epoch=True,
+        interval=1,
+        final='epoch_3.pth',
+        kill_iter=5,
+        extra='''
         train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
                                 dataset=dict(indices=24, data_root=DATA_ROOT + '/imagenet'))
         train_cfg = dict(max_epochs=3)
     '''),
     # iteration-based (InfiniteSampler): mmengine replays the data up to the resumed iteration
-    'segmentation': dict(base=SEG_CFG, by_epoch=False, interval=3, final='iter_8.pth', kill_iter=5,
-                         extra='''
+    'segmentation':
+    dict(
+        base=SEG_CFG,
+        by_epoch=False,
+        interval=3,
+        final='iter_8.pth',
+        kill_iter=5,
+        extra='''
         train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=False,
                                 dataset=dict(data_root=DATA_ROOT + '/ade'))
         train_cfg = dict(max_iters=8, val_interval=100)
@@ -99,8 +118,9 @@ CASES = {
 
 def _write_config(tmp_path, case: dict, kill: str, data_root: str) -> str:
     text = f'_base_ = {case["base"]!r}\n' + COMMON + textwrap.dedent(case['extra'])
-    text = (text.replace('KILL', kill).replace('CKPT_INTERVAL', str(case['interval']))
-            .replace('BY_EPOCH', str(case['by_epoch'])).replace('DATA_ROOT', repr(data_root)))
+    text = (
+        text.replace('KILL', kill).replace('CKPT_INTERVAL', str(case['interval'])).replace(
+            'BY_EPOCH', str(case['by_epoch'])).replace('DATA_ROOT', repr(data_root)))
     path = tmp_path / f'cfg_{abs(hash(kill))}.py'
     path.write_text(text)
     return str(path)
@@ -108,10 +128,19 @@ def _write_config(tmp_path, case: dict, kill: str, data_root: str) -> str:
 
 def _train(tmp_path, config: str, work_dir: str, *extra: str) -> subprocess.CompletedProcess:
     (tmp_path / 'sigkill_hook.py').write_text(KILL_HOOKS)
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT, os.environ.get('PYTHONPATH', '')]))
-    return subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir, *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT,
+                                    os.environ.get('PYTHONPATH', '')]))
+    return subprocess.run(
+        [sys.executable, 'tools/train.py', config, '--work-dir', work_dir, *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
 
 
 def _weights(path: str) -> dict:
@@ -132,18 +161,25 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> None:
 def sample_data(tmp_path_factory):
     """A small private copy of the sample data (data/sample may be regenerated meanwhile)."""
     from mmbeit.utils.sample_data import generate_sample_data
-    return generate_sample_data(str(tmp_path_factory.mktemp('sample')), cls_train_per_class=8,
-                                cls_val_per_class=2, seg_train=16, seg_val=2)
+    return generate_sample_data(
+        str(tmp_path_factory.mktemp('sample')),
+        cls_train_per_class=8,
+        cls_val_per_class=2,
+        seg_train=16,
+        seg_val=2)
 
 
 @pytest.mark.parametrize('name', list(CASES))
 def test_sigkill_and_resume_matches_straight_run(name, tmp_path, sample_data):
     case = CASES[name]
     straight = str(tmp_path / 'straight')
-    _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight), 'the straight run')
+    _check(
+        _train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight),
+        'the straight run')
 
     killed = str(tmp_path / 'killed')
-    kill_cfg = _write_config(tmp_path, case, f"[dict(type='SigkillHook', at_iter={case['kill_iter']})]",
+    kill_cfg = _write_config(tmp_path, case,
+                             f"[dict(type='SigkillHook', at_iter={case['kill_iter']})]",
                              sample_data)
     proc = _train(tmp_path, kill_cfg, killed)
     assert proc.returncode == -signal.SIGKILL, \
@@ -152,9 +188,11 @@ def test_sigkill_and_resume_matches_straight_run(name, tmp_path, sample_data):
     with open(osp.join(killed, 'last_checkpoint')) as f:
         assert osp.isfile(f.read().strip())
 
-    _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), killed, '--resume'), 'the resumed run')
-    _assert_same_weights(_weights(osp.join(straight, case['final'])),
-                         _weights(osp.join(killed, case['final'])))
+    _check(
+        _train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), killed, '--resume'),
+        'the resumed run')
+    _assert_same_weights(
+        _weights(osp.join(straight, case['final'])), _weights(osp.join(killed, case['final'])))
 
 
 def test_sigkill_while_saving_keeps_a_checkpoint_to_resume_from(tmp_path, sample_data):
@@ -162,17 +200,21 @@ def test_sigkill_while_saving_keeps_a_checkpoint_to_resume_from(tmp_path, sample
     AtomicCheckpointHook keeps it until the new one is in place."""
     case = CASES['classification']
     straight = str(tmp_path / 'straight')
-    _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight), 'the straight run')
+    _check(
+        _train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), straight),
+        'the straight run')
 
     killed = str(tmp_path / 'killed')
-    proc = _train(tmp_path, _write_config(tmp_path, case, "[dict(type='SigkillHook', at_save=2)]",
-                                            sample_data),
-                  killed)
+    proc = _train(
+        tmp_path, _write_config(tmp_path, case, "[dict(type='SigkillHook', at_save=2)]",
+                                sample_data), killed)
     assert proc.returncode == -signal.SIGKILL
     with open(osp.join(killed, 'last_checkpoint')) as f:
         last = f.read().strip()
     assert osp.basename(last) == 'epoch_1.pth' and osp.isfile(last)
 
-    _check(_train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), killed, '--resume'), 'the resumed run')
-    _assert_same_weights(_weights(osp.join(straight, case['final'])),
-                         _weights(osp.join(killed, case['final'])))
+    _check(
+        _train(tmp_path, _write_config(tmp_path, case, '[]', sample_data), killed, '--resume'),
+        'the resumed run')
+    _assert_same_weights(
+        _weights(osp.join(straight, case['final'])), _weights(osp.join(killed, case['final'])))

@@ -34,7 +34,8 @@ def read_tree(root: str) -> dict:
 def label_maps(root: str, folder: str) -> np.ndarray:
     """The raw PNG label maps of one ADE split: uint8 [N, H, W]."""
     ann_dir = osp.join(root, 'ade', 'annotations', folder)
-    return np.stack([np.asarray(Image.open(osp.join(ann_dir, n))) for n in sorted(os.listdir(ann_dir))])
+    return np.stack(
+        [np.asarray(Image.open(osp.join(ann_dir, n))) for n in sorted(os.listdir(ann_dir))])
 
 
 @pytest.fixture(scope='module')
@@ -63,8 +64,14 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path, tree):
 
 
 def test_counts_do_not_change_shared_images(tmp_path, tree):
-    fewer = read_tree(generate_sample_data(
-        str(tmp_path / 'fewer'), seed=0, cls_train_per_class=2, cls_val_per_class=1, seg_train=5, seg_val=3))
+    fewer = read_tree(
+        generate_sample_data(
+            str(tmp_path / 'fewer'),
+            seed=0,
+            cls_train_per_class=2,
+            cls_val_per_class=1,
+            seg_train=5,
+            seg_val=3))
     images = [p for p in fewer if p.lower().endswith(('.jpeg', '.jpg', '.png'))]
     assert len(images) == 5 * 3 + 2 * (5 + 3) + 2
     assert all(fewer[p] == tree[p] for p in images)
@@ -83,7 +90,8 @@ def test_layout_and_counts(root, tree):
         for label, name in enumerate(SAMPLE_CLS_CLASSES):
             files = sorted(os.listdir(osp.join(imagenet, split, name)))
             assert len(files) == per_class and all(f.endswith('.JPEG') for f in files)
-            assert sorted(rel for rel, lab in lines if lab == str(label)) == [f'{name}/{f}' for f in files]
+            assert sorted(rel for rel, lab in lines
+                          if lab == str(label)) == [f'{name}/{f}' for f in files]
     for split, folder in SEG_SPLITS:
         images = sorted(os.listdir(osp.join(root, 'ade', 'images', folder)))
         anns = sorted(os.listdir(osp.join(root, 'ade', 'annotations', folder)))
@@ -104,8 +112,13 @@ def test_image_files(root, tree):
 
 
 def test_img_size(tmp_path):
-    root = generate_sample_data(str(tmp_path), cls_train_per_class=1, cls_val_per_class=1, seg_train=1,
-                                seg_val=1, img_size=32)
+    root = generate_sample_data(
+        str(tmp_path),
+        cls_train_per_class=1,
+        cls_val_per_class=1,
+        seg_train=1,
+        seg_val=1,
+        img_size=32)
     with Image.open(osp.join(root, 'imagenet', 'train', 'circle', 'circle_0000.JPEG')) as img:
         assert img.size == (32, 32)
     assert label_maps(root, 'validation').shape == (1, 32, 32)
@@ -169,7 +182,8 @@ def test_ensure_generates_only_when_missing(tmp_path, monkeypatch, tree):
     assert read_tree(root) == tree
 
     # other settings: rewritten, with no stale files left
-    ensure_sample_data(root, seed=0, cls_train_per_class=1, cls_val_per_class=1, seg_train=1, seg_val=1)
+    ensure_sample_data(
+        root, seed=0, cls_train_per_class=1, cls_val_per_class=1, seg_train=1, seg_val=1)
     assert len(os.listdir(osp.join(root, 'imagenet', 'train', 'circle'))) == 1
     assert os.listdir(osp.join(root, 'ade', 'images', 'training')) == ['00000.jpg']
 
@@ -180,7 +194,8 @@ def test_cli(tmp_path):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     out = str(tmp_path / 'cli')
-    cli.main(['--out', out, '--seed', '0'] + [f'--{k.replace("_", "-")}={v}' for k, v in SMALL.items()])
+    cli.main(['--out', out, '--seed', '0'] +
+             [f'--{k.replace("_", "-")}={v}' for k, v in SMALL.items()])
     assert sample_data.is_sample_data_complete(out, **SMALL)
 
 
@@ -193,20 +208,27 @@ def test_mmpretrain_imagenet_reads_it(root):
     data_root = osp.join(root, 'imagenet')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         for split in ('train', 'val'):
-            dataset = DATASETS.build(dict(
-                type='ImageNet', data_root=data_root, split=split, classes=SAMPLE_CLS_CLASSES,
-                pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
+            dataset = DATASETS.build(
+                dict(
+                    type='ImageNet',
+                    data_root=data_root,
+                    split=split,
+                    classes=SAMPLE_CLS_CLASSES,
+                    pipeline=[dict(type='LoadImageFromFile'),
+                              dict(type='PackInputs')]))
             assert len(dataset) == SMALL[f'cls_{split}_per_class'] * len(SAMPLE_CLS_CLASSES)
             assert dataset.CLASSES == SAMPLE_CLS_CLASSES
             infos = data_infos(dataset)
             assert sorted({d['gt_label'] for d in infos}) == list(range(len(SAMPLE_CLS_CLASSES)))
             for info in infos:  # the label is the class folder
-                assert osp.basename(osp.dirname(info['img_path'])) == SAMPLE_CLS_CLASSES[info['gt_label']]
+                assert osp.basename(osp.dirname(
+                    info['img_path'])) == SAMPLE_CLS_CLASSES[info['gt_label']]
             sample = dataset[0]
             assert tuple(sample['inputs'].shape) == (3, 64, 64)
             assert sample['data_samples'].gt_label.tolist() == [infos[0]['gt_label']]
             # without the annotation file, the class folders give the same classes and labels
-            scanned = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split))
+            scanned = DATASETS.build(
+                dict(type='CustomDataset', data_root=data_root, data_prefix=split))
             assert scanned.CLASSES == SAMPLE_CLS_CLASSES
             assert sorted((d['img_path'], d['gt_label']) for d in data_infos(scanned)) == \
                 sorted((d['img_path'], d['gt_label']) for d in infos)
@@ -215,8 +237,12 @@ def test_mmpretrain_imagenet_reads_it(root):
 def seg_dataset_cfg(root: str, split_folder: str, **kwargs) -> dict:
     return dict(
         data_root=osp.join(root, 'ade'),
-        data_prefix=dict(img_path=f'images/{split_folder}', seg_map_path=f'annotations/{split_folder}'),
-        pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True)],
+        data_prefix=dict(
+            img_path=f'images/{split_folder}', seg_map_path=f'annotations/{split_folder}'),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', reduce_zero_label=True)
+        ],
         **kwargs)
 
 
@@ -225,10 +251,14 @@ def test_mmseg_reads_it(root):
     from mmseg.registry import DATASETS
     with DefaultScope.overwrite_default_scope('mmseg'):
         for split, folder in SEG_SPLITS:
-            dataset = DATASETS.build(dict(
-                type='BaseSegDataset', img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True,
-                metainfo=dict(classes=SAMPLE_SEG_CLASSES, palette=SAMPLE_SEG_PALETTE),
-                **seg_dataset_cfg(root, folder)))
+            dataset = DATASETS.build(
+                dict(
+                    type='BaseSegDataset',
+                    img_suffix='.jpg',
+                    seg_map_suffix='.png',
+                    reduce_zero_label=True,
+                    metainfo=dict(classes=SAMPLE_SEG_CLASSES, palette=SAMPLE_SEG_PALETTE),
+                    **seg_dataset_cfg(root, folder)))
             assert len(dataset) == SMALL[f'seg_{split}']
             assert dataset.metainfo['classes'] == SAMPLE_SEG_CLASSES
             assert dataset.metainfo['palette'] == SAMPLE_SEG_PALETTE
@@ -239,12 +269,16 @@ def test_mmseg_reads_it(root):
                 assert sample['img'].shape == (64, 64, 3)
                 gt = sample['gt_seg_map']
                 assert set(np.unique(gt).tolist()) <= set(range(K)) | {255}
-                np.testing.assert_array_equal(gt, np.where(raw[i] == 0, 255, raw[i].astype(np.int64) - 1))
+                np.testing.assert_array_equal(
+                    gt, np.where(raw[i] == 0, 255, raw[i].astype(np.int64) - 1))
             # ADE20KDataset reads the same files (with ADE20K's 150 class names) ...
             ade = DATASETS.build(dict(type='ADE20KDataset', **seg_dataset_cfg(root, folder)))
             assert len(ade) == len(dataset) and len(ade.metainfo['classes']) == 150
             np.testing.assert_array_equal(ade[0]['gt_seg_map'], dataset[0]['gt_seg_map'])
         # ... but takes no other class names, hence BaseSegDataset in the configs
         with pytest.raises(ValueError, match='subset'):
-            DATASETS.build(dict(type='ADE20KDataset', metainfo=dict(classes=SAMPLE_SEG_CLASSES),
-                                **seg_dataset_cfg(root, 'validation')))
+            DATASETS.build(
+                dict(
+                    type='ADE20KDataset',
+                    metainfo=dict(classes=SAMPLE_SEG_CLASSES),
+                    **seg_dataset_cfg(root, 'validation')))

@@ -1,4 +1,5 @@
-"""A checkpoint whose pickle would run code is refused on every loading path; the code never runs."""
+"""A checkpoint whose pickle would run code is refused on every loading path; the code never
+runs."""
 import os
 import pickle
 
@@ -7,7 +8,6 @@ import pytest
 import torch
 
 from mmbeit.utils.checkpoint_io import load_checkpoint_file
-
 from helpers import serve_folder  # tests/helpers.py
 
 
@@ -18,7 +18,7 @@ class WritesMarker:
         self.marker = marker
 
     def __reduce__(self):
-        return exec, (f'open({self.marker!r}, "w").write("pwned")',)
+        return exec, (f'open({self.marker!r}, "w").write("pwned")', )
 
 
 class SystemMarker:
@@ -28,7 +28,7 @@ class SystemMarker:
         self.marker = marker
 
     def __reduce__(self):
-        return os.system, (f'touch {self.marker}',)
+        return os.system, (f'touch {self.marker}', )
 
 
 class FetchesAttribute:

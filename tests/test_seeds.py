@@ -60,11 +60,22 @@ def _hf(task, **kw):
     from transformers import BeitConfig
     arch = dict(cls='BeitForImageClassification', seg='BeitForSemanticSegmentation')[task]
     labels = kw.pop('labels')
-    cfg = BeitConfig(architectures=[arch], hidden_size=64, num_hidden_layers=kw.pop('layers', 2),
-                     num_attention_heads=4, intermediate_size=128, patch_size=16,
-                     use_relative_position_bias=True, layer_norm_eps=1e-6,
-                     num_labels=len(labels), id2label=dict(enumerate(labels)),
-                     label2id={n: i for i, n in enumerate(labels)}, **kw)
+    cfg = BeitConfig(
+        architectures=[arch],
+        hidden_size=64,
+        num_hidden_layers=kw.pop('layers', 2),
+        num_attention_heads=4,
+        intermediate_size=128,
+        patch_size=16,
+        use_relative_position_bias=True,
+        layer_norm_eps=1e-6,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={
+            n: i
+            for i, n in enumerate(labels)
+        },
+        **kw)
     torch.manual_seed(0)
     model = getattr(transformers, arch)(cfg).eval()
     with torch.no_grad():
@@ -88,8 +99,8 @@ def zoo(tmp_path, monkeypatch):
         entries = {}
 
         def add(name, base, overrides, weights, alias=None):
-            (tmp_path / f'{name}.py').write_text(
-                f'_base_ = {osp.join(ROOT, base)!r}\n' + textwrap.dedent(overrides))
+            (tmp_path / f'{name}.py').write_text(f'_base_ = {osp.join(ROOT, base)!r}\n' +
+                                                 textwrap.dedent(overrides))
             entry = f'  - Name: {name}\n    Config: {name}.py\n    Weights: {weights}\n'
             if alias:
                 entry += f'    Aliases: [{alias}]\n'
@@ -117,7 +128,8 @@ def test_seed_000_22k_classification_with_class_names(zoo, monkeypatch):
     add('beit-base-p16_beit-in21k-pre_3rdparty_in21k',
         'configs/beit/benchmarks/beit-base-p16_8xb64_in21k.py',
         f'model = dict(backbone=dict(arch={TINY.format(n=2)}), head=dict(in_channels=64))\n',
-        _serve_hf(hub, tmp, repo, hf), alias=repo)
+        _serve_hf(hub, tmp, repo, hf),
+        alias=repo)
     ns = _run(SECTIONS['000']['python'], monkeypatch)
     pred, model = ns['pred'], ns['model']
     assert pred['pred_class'] == labels[pred['pred_label']]  # config.json's id2label
@@ -132,16 +144,25 @@ def test_seed_001_ade20k_logits_at_a_quarter_and_the_mask(zoo, monkeypatch):
     hub, tmp, add = zoo
     repo = 'microsoft/beit-large-finetuned-ade-640-640'
     ade = list(ade20k_class_names())
-    hf = _hf('seg', labels=ade, layers=6, image_size=640, out_indices=[2, 3, 4, 5],
-             pool_scales=[1, 2, 3, 6], auxiliary_channels=8)
+    hf = _hf(
+        'seg',
+        labels=ade,
+        layers=6,
+        image_size=640,
+        out_indices=[2, 3, 4, 5],
+        pool_scales=[1, 2, 3, 6],
+        auxiliary_channels=8)
     add('upernet_beit-large_hf-ade20k-640x640',
-        'configs/upernet_beit/upernet_beit-large_hf-ade20k-640x640.py', f"""\
+        'configs/upernet_beit/upernet_beit-large_hf-ade20k-640x640.py',
+        f"""\
         model = dict(
             backbone=dict(arch={TINY.format(n=6)}, out_indices=(2, 3, 4, 5)),
             neck=dict(embed_dim=64),
             decode_head=dict(in_channels=[64] * 4, channels=64),
             auxiliary_head=dict(in_channels=64, channels=8))
-        """, _serve_hf(hub, tmp, repo, hf), alias=repo)
+        """,
+        _serve_hf(hub, tmp, repo, hf),
+        alias=repo)
     ns = _run(SECTIONS['001']['python'], monkeypatch)
     assert ns['mask'].shape == (300, 451)  # demo/cat.jpg's size
     assert 0 <= ns['mask'].min() and ns['mask'].max() < 150
@@ -158,7 +179,8 @@ def test_seed_003_classification_at_384(zoo, monkeypatch):
     add('beit-base-p16_beit-in21k-pre_3rdparty_in1k-384px',
         'configs/beit/benchmarks/beit-base-p16_8xb64_in1k-384px.py',
         f'model = dict(backbone=dict(arch={TINY.format(n=2)}), head=dict(in_channels=64))\n',
-        _serve_hf(hub, tmp, repo, hf), alias=repo)
+        _serve_hf(hub, tmp, repo, hf),
+        alias=repo)
     ns = _run(SECTIONS['003']['python'], monkeypatch)
     assert ns['pred']['pred_class'] == names[ns['pred']['pred_label']]
     x = torch.randn(1, 3, 384, 384)
@@ -191,7 +213,8 @@ def test_seed_004_the_mmpretrain_page(zoo, monkeypatch):
     with serve_folder(str(www)) as url:
         for name, (base, overrides) in {
                 'beit-base-p16_beit-pre_8xb128-coslr-100e_in1k': cls_cfg,
-                'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k': mim_cfg}.items():
+                'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k': mim_cfg
+        }.items():
             add(name, base, overrides, 'http://unused.invalid/x.pth')
             model = get_model(name)
             with torch.no_grad():

@@ -42,21 +42,36 @@ def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def _seg_cfg(embed_dims: int, num_layers: int, num_heads: int, out_indices, img_size=64,
-             channels: int = 16, aux_channels: int = 8, pool_scales=(1, 2, 3, 6)) -> dict:
+def _seg_cfg(embed_dims: int,
+             num_layers: int,
+             num_heads: int,
+             out_indices,
+             img_size=64,
+             channels: int = 16,
+             aux_channels: int = 8,
+             pool_scales=(1, 2, 3, 6)) -> dict:
     """Our segmentor: configs/_base_/models/upernet_beit.py with small sizes and BN."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', '_base_', 'models', 'upernet_beit.py'))
     model = cfg.model.to_dict()
     norm = dict(type='BN', requires_grad=True)
     model['backbone'].update(
-        arch=dict(embed_dims=embed_dims, num_layers=num_layers, num_heads=num_heads,
-                  feedforward_channels=4 * embed_dims),
-        img_size=img_size, out_indices=tuple(out_indices), drop_path_rate=0.)
+        arch=dict(
+            embed_dims=embed_dims,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            feedforward_channels=4 * embed_dims),
+        img_size=img_size,
+        out_indices=tuple(out_indices),
+        drop_path_rate=0.)
     model['neck'].update(embed_dim=embed_dims, norm_cfg=norm)
-    model['decode_head'].update(in_channels=[embed_dims] * 4, channels=channels,
-                                num_classes=NUM_CLASSES, norm_cfg=norm, pool_scales=pool_scales)
-    model['auxiliary_head'].update(in_channels=embed_dims, channels=aux_channels,
-                                   num_classes=NUM_CLASSES, norm_cfg=norm)
+    model['decode_head'].update(
+        in_channels=[embed_dims] * 4,
+        channels=channels,
+        num_classes=NUM_CLASSES,
+        norm_cfg=norm,
+        pool_scales=pool_scales)
+    model['auxiliary_head'].update(
+        in_channels=embed_dims, channels=aux_channels, num_classes=NUM_CLASSES, norm_cfg=norm)
     return model
 
 
@@ -85,9 +100,19 @@ def test_converted_mmseg_upernet_beit_gives_mmseg_logits():
     ours_cfg = _seg_cfg(32, 6, 2, out_indices)
     ref_cfg = copy.deepcopy(ours_cfg)
     ref_cfg['backbone'] = dict(
-        type='BEiT', img_size=(64, 64), patch_size=16, embed_dims=32, num_layers=6, num_heads=2,
-        mlp_ratio=4, out_indices=out_indices, qv_bias=True, init_values=0.1, final_norm=False,
-        drop_path_rate=0., norm_cfg=dict(type='LN', eps=1e-6))
+        type='BEiT',
+        img_size=(64, 64),
+        patch_size=16,
+        embed_dims=32,
+        num_layers=6,
+        num_heads=2,
+        mlp_ratio=4,
+        out_indices=out_indices,
+        qv_bias=True,
+        init_values=0.1,
+        final_norm=False,
+        drop_path_rate=0.,
+        norm_cfg=dict(type='LN', eps=1e-6))
     ref = _randomize(_build(ref_cfg))
     ours = _build(ours_cfg)
     load_pretrained(ours, {'state_dict': ref.state_dict()})  # strict: every key placed
@@ -108,10 +133,21 @@ def test_converted_transformers_beit_segmentation_gives_its_logits():
 
     from mmbeit.converters import load_pretrained
     hf_cfg = BeitConfig(
-        hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=128,
-        image_size=64, patch_size=16, use_relative_position_bias=True, layer_scale_init_value=0.1,
-        out_indices=[3, 4, 5, 6], pool_scales=[1, 2, 3, 6], use_auxiliary_head=True,
-        auxiliary_channels=8, num_labels=NUM_CLASSES, layer_norm_eps=1e-6, hidden_act='gelu')
+        hidden_size=32,
+        num_hidden_layers=6,
+        num_attention_heads=2,
+        intermediate_size=128,
+        image_size=64,
+        patch_size=16,
+        use_relative_position_bias=True,
+        layer_scale_init_value=0.1,
+        out_indices=[3, 4, 5, 6],
+        pool_scales=[1, 2, 3, 6],
+        use_auxiliary_head=True,
+        auxiliary_channels=8,
+        num_labels=NUM_CLASSES,
+        layer_norm_eps=1e-6,
+        hidden_act='gelu')
     torch.manual_seed(0)
     hf = _randomize(BeitForSemanticSegmentation(hf_cfg), seed=1)
     # transformers reads hidden_states[i - 1] for i in out_indices; hidden_states[0] is the
@@ -124,10 +160,11 @@ def test_converted_transformers_beit_segmentation_gives_its_logits():
         hf_logits = hf(pixel_values=x).logits  # [B, K, H/4, W/4]
         feats = ours.extract_feat(x)
         our_logits = ours.decode_head(feats)  # same resolution, before resizing to the input
-        hf_aux = hf.auxiliary_head(hf.fpn(tuple(
-            h[:, 1:].transpose(1, 2).reshape(2, 32, 4, 4)
-            for h in (hf.beit(x, output_hidden_states=True).hidden_states[i - 1]
-                      for i in hf_cfg.out_indices))))
+        hf_aux = hf.auxiliary_head(
+            hf.fpn(
+                tuple(h[:, 1:].transpose(1, 2).reshape(2, 32, 4, 4)
+                      for h in (hf.beit(x, output_hidden_states=True).hidden_states[i - 1]
+                                for i in hf_cfg.out_indices))))
     assert hf_logits.shape == our_logits.shape == (2, NUM_CLASSES, 16, 16)
     assert (hf_logits - our_logits).abs().max() <= 1e-4
     assert (hf_aux - ours.auxiliary_head(feats)).abs().max() <= 1e-4
@@ -174,11 +211,12 @@ def test_layer_decay_lrs_of_the_segmentor():
     assert set(seen) == {n for n, p in model.named_parameters() if p.requires_grad}
 
     def expected_depth(name):
-        if name in ('backbone.cls_token',) or name.startswith('backbone.patch_embed'):
+        if name in ('backbone.cls_token', ) or name.startswith('backbone.patch_embed'):
             return 0
         if name.startswith('backbone.layers.'):
             return int(name.split('.')[2]) + 1
         return L + 1  # neck and heads
+
     for name, (group_lr, group_wd) in seen.items():
         assert group_lr == pytest.approx(lr * rate**(L + 1 - expected_depth(name))), name
         p = dict(model.named_parameters())[name]
@@ -237,8 +275,8 @@ def test_config_recipe(path):
     assert cfg.model.neck.norm_cfg.type == 'SyncBN'
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
     size = 640 if '640x640' in name else 512
-    assert cfg.model.test_cfg == dict(mode='slide', crop_size=(size, size),
-                                      stride=(426, 426) if size == 640 else (341, 341))
+    assert cfg.model.test_cfg == dict(
+        mode='slide', crop_size=(size, size), stride=(426, 426) if size == 640 else (341, 341))
     assert cfg.crop_size == (size, size) and bb.img_size == size
     if 'large' in name:
         assert bb.arch == 'large' and bb.out_indices == (7, 11, 15, 23)
@@ -308,8 +346,8 @@ def test_save_overlay_paints_classes_and_keeps_ignored_pixels(tmp_path):
 def sample_root(tmp_path_factory):
     from mmbeit.utils.sample_data import generate_sample_data
     root = tmp_path_factory.mktemp('sample')
-    generate_sample_data(str(root), cls_train_per_class=1, cls_val_per_class=1,
-                         seg_train=16, seg_val=3)
+    generate_sample_data(
+        str(root), cls_train_per_class=1, cls_val_per_class=1, seg_train=16, seg_val=3)
     return str(root / 'ade')
 
 
@@ -322,10 +360,16 @@ def trained_tiny(sample_root, tmp_path_factory):
     from mmbeit.apis.run import build_runner_cfg, make_runner
     opts = {f'{loader}.dataset.data_root': sample_root for loader in LOADERS}
     opts.update({
-        'train_cfg.max_iters': 4, 'train_cfg.val_interval': 4, 'train_dataloader.batch_size': 4,
-        'default_hooks.checkpoint.interval': 4, 'default_hooks.logger.interval': 2,
-        'param_scheduler.0.end': 2, 'param_scheduler.1.begin': 2, 'param_scheduler.1.end': 4,
-        'visualizer.name': 'vis_train'})
+        'train_cfg.max_iters': 4,
+        'train_cfg.val_interval': 4,
+        'train_dataloader.batch_size': 4,
+        'default_hooks.checkpoint.interval': 4,
+        'default_hooks.logger.interval': 2,
+        'param_scheduler.0.end': 2,
+        'param_scheduler.1.begin': 2,
+        'param_scheduler.1.end': 4,
+        'visualizer.name': 'vis_train'
+    })
     work = tmp_path_factory.mktemp('train')
     make_runner(build_runner_cfg(TINY_CFG, cfg_options=opts, work_dir=str(work))).train()
     ckpt = work / 'iter_4.pth'
@@ -341,20 +385,25 @@ def _tools_test(args, monkeypatch, capsys):
 
 TEST_MODES = {
     'whole': [],
-    'slide': ['model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(32,32)',
-              'model.test_cfg.stride=(21,21)'],
+    'slide': [
+        'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(32,32)',
+        'model.test_cfg.stride=(21,21)'
+    ],
     'tta': [],  # --tta: scales 0.5 to 1.75 and flips (the sample config's tta_pipeline)
 }
 
 
 @pytest.mark.parametrize('mode', ['whole', 'slide', 'tta'])
 def test_tools_test_reports_miou_and_writes_overlays(mode, trained_tiny, sample_root, tmp_path,
-                                                      monkeypatch, capsys):
+                                                     monkeypatch, capsys):
     show = tmp_path / 'show'
     data = [f'{loader}.dataset.data_root={sample_root}' for loader in LOADERS]
     # one Runner per process in real use; here each run needs its own visualizer instance
-    args = [TINY_CFG, trained_tiny, '--work-dir', str(tmp_path / 'work'), '--show-dir', str(show),
-            '--cfg-options', *data, *TEST_MODES[mode], f'visualizer.name=vis_{mode}']
+    args = [
+        TINY_CFG, trained_tiny, '--work-dir',
+        str(tmp_path / 'work'), '--show-dir',
+        str(show), '--cfg-options', *data, *TEST_MODES[mode], f'visualizer.name=vis_{mode}'
+    ]
     if mode == 'tta':
         args.insert(2, '--tta')
     out = _tools_test(args, monkeypatch, capsys)

@@ -6,8 +6,7 @@ import torch
 from mmcv.transforms import Compose
 from mmengine.dataset import default_collate
 
-from mmbeit.datasets.two_view_random_resized_crop import \
-    TwoViewRandomResizedCrop
+from mmbeit.datasets.two_view_random_resized_crop import TwoViewRandomResizedCrop
 from mmbeit.models.target_generators.dalle_encoder import map_pixels
 from mmbeit.registry import TRANSFORMS
 
@@ -30,14 +29,12 @@ def test_views_come_from_one_crop():
     assert results['img_shape'] == (224, 224)
     # the second view is the first one at half the size
     import mmcv
-    half = mmcv.imresize(view, (112, 112), interpolation='bicubic',
-                         backend='pillow').astype(float)
+    half = mmcv.imresize(view, (112, 112), interpolation='bicubic', backend='pillow').astype(float)
     assert np.abs(half - second).mean() < 3
     # ... and the crop box is where both came from
     x1, y1, x2, y2 = results['crop_bbox']
     src = natural_image(300, 400)[y1:y2, x1:x2]
-    ref = mmcv.imresize(src, (112, 112), interpolation='lanczos',
-                        backend='pillow')
+    ref = mmcv.imresize(src, (112, 112), interpolation='lanczos', backend='pillow')
     assert np.array_equal(ref, second)
 
 
@@ -47,8 +44,7 @@ def test_antialiased_downsizing():
     img = np.zeros((448, 448, 3), np.uint8)
     img[:, ::3] = 255
     for backend, max_std in (('pillow', 5), ('cv2', None)):
-        crop = TwoViewRandomResizedCrop(scale=(1, 1), ratio=(1, 1),
-                                        backend=backend)
+        crop = TwoViewRandomResizedCrop(scale=(1, 1), ratio=(1, 1), backend=backend)
         second = crop(dict(img=img))['img'][1].astype(float)
         if max_std is None:
             assert second.std() > 40  # aliasing, as mmpretrain's
@@ -87,26 +83,35 @@ def test_pipeline_and_preprocessor():
     from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
     pipeline = Compose([
         MMPRETRAIN_TRANSFORMS.build(t) for t in [
-            dict(type='ColorJitter', brightness=0.4, contrast=0.4,
-                 saturation=0.4, hue=0.),
+            dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
             dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='mmbeit.TwoViewRandomResizedCrop', size=224,
-                 second_size=112, interpolation='bicubic',
-                 second_interpolation='lanczos', scale=(0.08, 1.0)),
-            dict(type='mmbeit.BEiTMaskGenerator', input_size=(14, 14),
-                 num_masking_patches=75, min_num_patches=16, seed=0),
+            dict(
+                type='mmbeit.TwoViewRandomResizedCrop',
+                size=224,
+                second_size=112,
+                interpolation='bicubic',
+                second_interpolation='lanczos',
+                scale=(0.08, 1.0)),
+            dict(
+                type='mmbeit.BEiTMaskGenerator',
+                input_size=(14, 14),
+                num_masking_patches=75,
+                min_num_patches=16,
+                seed=0),
             dict(type='PackInputs'),
         ]
     ])
     np.random.seed(0)
-    samples = [pipeline(dict(img=natural_image(256, 320, seed=i)))
-               for i in range(2)]
+    samples = [pipeline(dict(img=natural_image(256, 320, seed=i))) for i in range(2)]
     batch = default_collate(samples)
     preprocessor = MMPRETRAIN_MODELS.build(
-        dict(type='TwoNormDataPreprocessor',
-             mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-             second_mean=[-31.875, -31.875, -31.875],
-             second_std=[318.75, 318.75, 318.75], to_rgb=True))
+        dict(
+            type='TwoNormDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            second_mean=[-31.875, -31.875, -31.875],
+            second_std=[318.75, 318.75, 318.75],
+            to_rgb=True))
     data = preprocessor(batch, training=True)
     view, second = data['inputs']
     assert view.shape == (2, 3, 224, 224) and second.shape == (2, 3, 112, 112)
@@ -135,17 +140,20 @@ def test_two_view_data_preprocessor():
     from mmbeit.registry import MODELS
     g = torch.Generator().manual_seed(0)
     samples = [
-        dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=g,
-                                   dtype=torch.uint8),
-                     torch.randint(0, 256, (3, 16, 16), generator=g,
-                                   dtype=torch.uint8)]) for _ in range(3)
+        dict(inputs=[
+            torch.randint(0, 256, (3, 32, 32), generator=g, dtype=torch.uint8),
+            torch.randint(0, 256, (3, 16, 16), generator=g, dtype=torch.uint8)
+        ]) for _ in range(3)
     ]
     ours = MODELS.build(dict(type='TwoViewDataPreprocessor'))
     ref = MMPRETRAIN_MODELS.build(
-        dict(type='TwoNormDataPreprocessor',
-             mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-             second_mean=[-31.875, -31.875, -31.875],
-             second_std=[318.75, 318.75, 318.75], to_rgb=True))
+        dict(
+            type='TwoNormDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            second_mean=[-31.875, -31.875, -31.875],
+            second_std=[318.75, 318.75, 318.75],
+            to_rgb=True))
 
     def collated(collate):
         return dict(collate(samples), data_samples=None)

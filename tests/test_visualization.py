@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmbeit.visualization.mim_visualizer import (colorize_tokens, draw_mim_grid,
-                                                 predict_mim_tokens, save_mim_grid,
-                                                 token_palette, visualize_mim)
+from mmbeit.visualization.mim_visualizer import (colorize_tokens, draw_mim_grid, predict_mim_tokens,
+                                                 save_mim_grid, token_palette, visualize_mim)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MIM_CFG = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
@@ -32,8 +31,8 @@ def test_grid_png_panels(tmp_path):
     target = np.array([[1, 2], [3, 4]])
     pred = np.array([[9, 2], [7, 5]])  # masked (0, 1) right, masked (1, 0) wrong
     out = str(tmp_path / 'vis' / 'grid.png')
-    grid = save_mim_grid(out, image, mask.ravel(), target.ravel(), pred, num_tokens=10,
-                         scale=2, titles=False)
+    grid = save_mim_grid(
+        out, image, mask.ravel(), target.ravel(), pred, num_tokens=10, scale=2, titles=False)
     png = np.asarray(Image.open(out).convert('RGB'))
     np.testing.assert_array_equal(png, grid)
     assert png.shape == (64, 5 * 64 + 4 * 4, 3)
@@ -56,14 +55,15 @@ def test_grid_png_panels(tmp_path):
 def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path):
     from mmbeit.apis import get_model
     from mmbeit.utils.sample_data import generate_sample_data
-    root = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=1,
-                                seg_train=1, seg_val=1)
+    root = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=1, seg_train=1, seg_val=1)
     model = get_model(MIM_CFG)
     model.train()
     out = str(tmp_path / 'mim.png')
     result = visualize_mim(model, osp.join(root, 'demo', 'circle.png'), out, seed=1)
     assert model.training  # mode restored
-    assert result['mask'].shape == (8, 8) and result['mask'].sum() == round(0.4 * 64)  # the default 40%
+    assert result['mask'].shape == (8, 8) and result['mask'].sum() == round(
+        0.4 * 64)  # the default 40%
     assert result['target'].shape == result['pred'].shape == (8, 8)
     assert 0 <= result['target'].min() and result['target'].max() < result['num_tokens'] == 512
     manual = (result['pred'] == result['target'])[result['mask']].mean() * 100
@@ -85,24 +85,28 @@ def test_tensorboard_backend_writes_events(tmp_path):
 
     from mmbeit.apis.run import build_runner_cfg, train
     from mmbeit.utils.sample_data import generate_sample_data
-    root = generate_sample_data(str(tmp_path / 'data'), cls_train_per_class=2, cls_val_per_class=1,
-                                seg_train=1, seg_val=1)
+    root = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=2, cls_val_per_class=1, seg_train=1, seg_val=1)
     # a config of one's own: inherit and list the backends (mmengine replaces lists)
     cfg_file = tmp_path / 'cls_tensorboard.py'
-    cfg_file.write_text(
-        f'_base_ = {CLS_CFG!r}\n'
-        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),\n"
-        "                                dict(type='TensorboardVisBackend')])\n")
+    cfg_file.write_text(f'_base_ = {CLS_CFG!r}\n'
+                        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),\n"
+                        "                                dict(type='TensorboardVisBackend')])\n")
     data_root = osp.join(root, 'imagenet')
-    cfg = build_runner_cfg(str(cfg_file), work_dir=str(tmp_path / 'work'), no_validate=True,
-                           cfg_options={'train_dataloader.dataset.data_root': data_root,
-                                        'test_dataloader.dataset.data_root': data_root,
-                                        'train_dataloader.batch_size': 5,
-                                        'train_dataloader.num_workers': 0,
-                                        'train_dataloader.persistent_workers': False,
-                                        'train_cfg.max_epochs': 1,
-                                        'default_hooks.logger.interval': 1,
-                                        'default_hooks.checkpoint.interval': 10})
+    cfg = build_runner_cfg(
+        str(cfg_file),
+        work_dir=str(tmp_path / 'work'),
+        no_validate=True,
+        cfg_options={
+            'train_dataloader.dataset.data_root': data_root,
+            'test_dataloader.dataset.data_root': data_root,
+            'train_dataloader.batch_size': 5,
+            'train_dataloader.num_workers': 0,
+            'train_dataloader.persistent_workers': False,
+            'train_cfg.max_epochs': 1,
+            'default_hooks.logger.interval': 1,
+            'default_hooks.checkpoint.interval': 10
+        })
     train(cfg)
     events = glob.glob(str(tmp_path / 'work' / '*' / 'vis_data' / 'events.out.tfevents.*'))
     assert len(events) == 1

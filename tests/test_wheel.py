@@ -22,7 +22,9 @@ SEG_NAME = 'upernet_beit-tiny_1xb8-500_sample-64x64'
 def _source_files():
     """The files a clone has: tracked, and new ones git does not ignore."""
     out = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard', '-z'],
-                         cwd=ROOT, capture_output=True, check=True).stdout.decode()
+                         cwd=ROOT,
+                         capture_output=True,
+                         check=True).stdout.decode()
     return [f for f in out.split('\0') if f and osp.isfile(osp.join(ROOT, f))]
 
 
@@ -38,18 +40,31 @@ def wheel_env(tmp_path_factory):
         os.makedirs(osp.dirname(src / rel), exist_ok=True)
         shutil.copy2(osp.join(ROOT, rel), src / rel)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                    '-q', '-w', str(tmp / 'dist'), str(src)], check=True, env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+        str(tmp / 'dist'),
+        str(src)
+    ],
+                   check=True,
+                   env=env,
+                   capture_output=True,
+                   timeout=300)
     (wheel, ) = os.listdir(tmp / 'dist')
     assert wheel.startswith('mmbeit-') and wheel.endswith('.whl')
     venv.create(tmp / 'venv', with_pip=False)
     python = str(tmp / 'venv' / 'bin' / 'python')
     site = subprocess.run(
         [python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-        capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', site,
-                    str(tmp / 'dist' / wheel)], check=True, env=env, capture_output=True,
+        capture_output=True,
+        text=True,
+        check=True).stdout.strip()
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', site,
+        str(tmp / 'dist' / wheel)
+    ],
+                   check=True,
+                   env=env,
+                   capture_output=True,
                    timeout=300)
     # the dependencies: the running environment's site-packages, after the venv's own (a
     # path, not a site dir: its .pth files, such as an editable mmbeit, are not run)
@@ -70,13 +85,21 @@ def test_the_wheel_runs_the_zoo_and_inference_outside_the_repo(wheel_env, tmp_pa
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     ckpt = tmp_path / 'tiny.pth'
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': list('abcde')}}}, ckpt)
+    torch.save(
+        {
+            'state_dict': model.state_dict(),
+            'meta': {
+                'dataset_meta': {
+                    'classes': list('abcde')
+                }
+            }
+        }, ckpt)
     image = osp.join(ROOT, 'demo', 'cat.jpg')
     want = inference_model(osp.join(ROOT, CLS_CFG), image, checkpoint=str(ckpt))
 
     script = work / 'run.py'
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         import json, os.path as osp
         import mmbeit
         from mmbeit.apis import get_model_info, inference_model, list_models
@@ -91,8 +114,12 @@ def test_the_wheel_runs_the_zoo_and_inference_outside_the_repo(wheel_env, tmp_pa
         out['cls'] = pred['pred_class']
         print('RESULT' + json.dumps(out))
         """))
-    proc = subprocess.run([python, str(script)], cwd=str(work), env=dict(env, OMP_NUM_THREADS='1'),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([python, str(script)],
+                          cwd=str(work),
+                          env=dict(env, OMP_NUM_THREADS='1'),
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     import json
     out = json.loads(proc.stdout.split('RESULT', 1)[1])

@@ -17,15 +17,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='data/sample', help='output folder (default: data/sample)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--cls-train-per-class', type=int, default=100,
-                        help='classification training images per class (default: 100)')
-    parser.add_argument('--cls-val-per-class', type=int, default=20,
-                        help='classification validation images per class (default: 20)')
-    parser.add_argument('--seg-train', type=int, default=200,
-                        help='segmentation training images (default: 200)')
-    parser.add_argument('--seg-val', type=int, default=40,
-                        help='segmentation validation images (default: 40)')
-    parser.add_argument('--img-size', type=int, default=64, help='image side in pixels (default: 64)')
+    parser.add_argument(
+        '--cls-train-per-class',
+        type=int,
+        default=100,
+        help='classification training images per class (default: 100)')
+    parser.add_argument(
+        '--cls-val-per-class',
+        type=int,
+        default=20,
+        help='classification validation images per class (default: 20)')
+    parser.add_argument(
+        '--seg-train', type=int, default=200, help='segmentation training images (default: 200)')
+    parser.add_argument(
+        '--seg-val', type=int, default=40, help='segmentation validation images (default: 40)')
+    parser.add_argument(
+        '--img-size', type=int, default=64, help='image side in pixels (default: 64)')
     return parser.parse_args(argv)
 
 

@@ -24,15 +24,21 @@ SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py'
 
 
 def run_tool(args: List[str], log: str) -> float:
-    """Run ``python tools/...`` with output to ``log``; return seconds; raise with the log tail on failure."""
+    """Run ``python tools/...`` with output to ``log``; return seconds; on failure raise with the
+    log's tail."""
     start = time.time()
     print(f'$ python {" ".join(args)}', flush=True)
     with open(log, 'w') as f:
         # one compute thread: the data workers use the other core (2 threads plus busy workers
         # on 2 cores stall every op at OpenMP barriers, ~100x slower for a tiny model)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
-        proc = subprocess.Popen([sys.executable, '-u'] + args, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, '-u'] + args,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env)
         for line in proc.stdout:
             f.write(line)
             if ' - mmengine - INFO - ' in line and ('Epoch(' in line or 'Iter(' in line):
@@ -73,7 +79,9 @@ def token_baseline(config: str, checkpoint: str, image_dir: str, size: int) -> t
     from mmbeit.models.target_generators.dalle_encoder import map_pixels
     model = get_model(config, pretrained=checkpoint)
     files = sorted(glob.glob(osp.join(image_dir, '*', '*')))
-    imgs = [np.asarray(Image.open(f).convert('RGB').resize((size, size), Image.LANCZOS)) for f in files]
+    imgs = [
+        np.asarray(Image.open(f).convert('RGB').resize((size, size), Image.LANCZOS)) for f in files
+    ]
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.
     with torch.no_grad():
         tokens = model.target_generator.get_tokens(map_pixels(x)).flatten()
@@ -115,31 +123,37 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows.append(('MIM pretrain', sec, f'loss {l0:.3f} -> {l1:.3f} (token entropy {entropy:.2f}), '
                  f'masked acc {a0:.1f}% -> {a1:.1f}% (most frequent token {top:.1f}%)'))
 
-    init = ['--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
-            f'model.backbone.init_cfg.checkpoint={mim_ckpt}', 'model.backbone.init_cfg.prefix=backbone.']
+    init = [
+        '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
+        f'model.backbone.init_cfg.checkpoint={mim_ckpt}', 'model.backbone.init_cfg.prefix=backbone.'
+    ]
     print('[3/7] classification fine-tuning from the MIM checkpoint', flush=True)
     cls_dir = osp.join(wd, 'cls')
-    sec = run_tool(['tools/train.py', CLS_CFG, '--work-dir', cls_dir] + init, osp.join(wd, 'cls.log'))
+    sec = run_tool(['tools/train.py', CLS_CFG, '--work-dir', cls_dir] + init,
+                   osp.join(wd, 'cls.log'))
     cls_ckpt = last_checkpoint(cls_dir)
     rows.append(('cls fine-tune', sec, f'{len(SAMPLE_CLS_CLASSES)} classes'))
 
     print('[4/7] segmentation fine-tuning from the MIM checkpoint', flush=True)
     seg_dir = osp.join(wd, 'seg')
-    sec = run_tool(['tools/train.py', SEG_CFG, '--work-dir', seg_dir] + init, osp.join(wd, 'seg.log'))
+    sec = run_tool(['tools/train.py', SEG_CFG, '--work-dir', seg_dir] + init,
+                   osp.join(wd, 'seg.log'))
     seg_ckpt = last_checkpoint(seg_dir)
     rows.append(('seg fine-tune', sec, f'{len(SAMPLE_SEG_CLASSES)} classes'))
 
     print('[5/7] tools/test.py', flush=True)
     d = osp.join(wd, 'cls_test')
-    sec = run_tool(['tools/test.py', CLS_CFG, cls_ckpt, '--work-dir', d], osp.join(wd, 'cls_test.log'))
+    sec = run_tool(['tools/test.py', CLS_CFG, cls_ckpt, '--work-dir', d],
+                   osp.join(wd, 'cls_test.log'))
     m = test_metrics(d)
     top1 = m.get('accuracy/top1')
-    rows.append(('cls test', sec, f'top-1 {top1:.1f}% (chance {100 / len(SAMPLE_CLS_CLASSES):.0f}%)'))
+    rows.append(
+        ('cls test', sec, f'top-1 {top1:.1f}% (chance {100 / len(SAMPLE_CLS_CLASSES):.0f}%)'))
     overlay_dir = osp.join(wd, 'seg_overlays')
-    for mode, extra in (('whole', ['--show-dir', overlay_dir]),
-                        ('slide', ['--cfg-options', 'model.test_cfg.mode=slide',
-                                   'model.test_cfg.crop_size=(48,48)', 'model.test_cfg.stride=(32,32)']),
-                        ('ms+flip', ['--tta'])):
+    for mode, extra in (('whole', ['--show-dir', overlay_dir]), ('slide', [
+            '--cfg-options', 'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(48,48)',
+            'model.test_cfg.stride=(32,32)'
+    ]), ('ms+flip', ['--tta'])):
         d = osp.join(wd, f'seg_test_{mode}')
         sec = run_tool(['tools/test.py', SEG_CFG, seg_ckpt, '--work-dir', d] + extra,
                        osp.join(wd, f'seg_test_{mode}.log'))

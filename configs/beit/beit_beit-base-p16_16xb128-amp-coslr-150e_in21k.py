@@ -17,7 +17,12 @@ train_dataloader = dict(
 param_scheduler = [
     # 10,000 iterations of linear warmup, overlapping the epoch-wise cosine (both apply)
     dict(type='LinearLR', start_factor=1e-4, by_epoch=False, begin=0, end=10000),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=150,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=150,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=150)

@@ -7,9 +7,19 @@ _base_ = './beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
 train_dataloader = dict(batch_size=128)
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=10, end=800,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=10,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=10,
+        end=800,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=800)

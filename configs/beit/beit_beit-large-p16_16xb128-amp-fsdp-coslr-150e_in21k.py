@@ -7,8 +7,8 @@
 # (mmbeit/engine/fsdp_wrap_policy.py). use_orig_params keeps the parameter names, and
 # mmbeit.FSDPOptimWrapperConstructor reads their shapes unsharded, so the weight-decay rules of
 # paramwise_cfg apply as without FSDP (mmengine's constructor would see every shard as 1-D
-# and turn weight decay off everywhere through flat_decay_mult=0). Checkpoints are written whole by rank 0
-# (state_dict_cfg='full'): they load anywhere, with or without FSDP.
+# and turn weight decay off everywhere through flat_decay_mult=0). Checkpoints are written
+# whole by rank 0 (state_dict_cfg='full'): they load anywhere, with or without FSDP.
 # Mixed precision stays torch autocast (as the AmpOptimWrapper of the base, with FSDP's sharded
 # grad scaler), not FSDP's own MixedPrecision, which would also cast the tokenizer's weights.
 # Gradient clipping (3.0) is by the norm over all shards, as under DDP: mmbeit.FSDPAmpOptimWrapper

@@ -14,7 +14,8 @@ _base_ = './beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
 
 # mmbeit.utils.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
-data_root = '{{fileDirname}}/../../data/sample/imagenet'  # the repository's data/, from any working directory
+# the repository's data/, from any working directory
+data_root = '{{fileDirname}}/../../data/sample/imagenet'
 
 # mean = std = 127.5, as the sample fine-tuning configs normalize
 data_preprocessor = dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5])
@@ -79,10 +80,20 @@ optim_wrapper = dict(
 )
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1, end=10,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-2,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=1,
+        end=10,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=10)
 

@@ -26,8 +26,7 @@ model = dict(
     neck=dict(embed_dim=64, norm_cfg=norm_cfg),
     decode_head=dict(
         in_channels=[64, 64, 64, 64], channels=64, num_classes=num_classes, norm_cfg=norm_cfg),
-    auxiliary_head=dict(
-        in_channels=64, channels=32, num_classes=num_classes, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=64, channels=32, num_classes=num_classes, norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 
 optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(layer_decay_rate=0.9))
@@ -36,9 +35,7 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=50, end=500),
 ]
 train_cfg = dict(max_iters=500, val_interval=500)
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=500, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=500, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
 # tools/train.py --auto-scale-lr rescales lr by (actual total batch) / 8

@@ -23,8 +23,10 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-__all__ = ['ModelSource', 'load_config', 'task_of', 'build_model', 'resolve_weights',
-           'load_weights', 'get_model', 'build_from_source']
+__all__ = [
+    'ModelSource', 'load_config', 'task_of', 'build_model', 'resolve_weights', 'load_weights',
+    'get_model', 'build_from_source'
+]
 
 
 @dataclass
@@ -155,8 +157,9 @@ def resolve_weights(source: Union[str, os.PathLike], revision: Optional[str] = N
     return source
 
 
-def load_weights(model: Any, source: Union[str, os.PathLike], revision: Optional[str] = None
-                 ) -> dict:
+def load_weights(model: Any,
+                 source: Union[str, os.PathLike],
+                 revision: Optional[str] = None) -> dict:
     """Read ``source`` (any format), load it into ``model`` strictly, return its meta.
 
     Returns:
@@ -168,7 +171,6 @@ def load_weights(model: Any, source: Union[str, os.PathLike], revision: Optional
             file and its format.
     """
     from mmbeit.converters import CheckpointMismatchError, load_pretrained, read_checkpoint
-
     from .class_names import (classes_from_checkpoint, classes_from_transformers_config,
                               transformers_config_beside)
     local = resolve_weights(source, revision)
@@ -185,8 +187,11 @@ def load_weights(model: Any, source: Union[str, os.PathLike], revision: Optional
     return meta
 
 
-def get_model(model: Any, pretrained: Union[bool, str] = False, device: str = 'cpu',
-              revision: Optional[str] = None, **kwargs) -> Any:
+def get_model(model: Any,
+              pretrained: Union[bool, str] = False,
+              device: str = 'cpu',
+              revision: Optional[str] = None,
+              **kwargs) -> Any:
     """Build a model of the zoo, a hub id, a model folder or a config, optionally with weights.
 
     Args:
@@ -210,12 +215,14 @@ def get_model(model: Any, pretrained: Union[bool, str] = False, device: str = 'c
     Raises:
         ValueError: an unknown name, or ``pretrained=True`` for a model without weights.
     """
-    return build_from_source(load_config(model, revision), pretrained, device, revision,
-                             **kwargs)
+    return build_from_source(load_config(model, revision), pretrained, device, revision, **kwargs)
 
 
-def build_from_source(src: ModelSource, pretrained: Union[bool, str] = False,
-                      device: str = 'cpu', revision: Optional[str] = None, **kwargs) -> Any:
+def build_from_source(src: ModelSource,
+                      pretrained: Union[bool, str] = False,
+                      device: str = 'cpu',
+                      revision: Optional[str] = None,
+                      **kwargs) -> Any:
     """:func:`get_model` of a resolved :class:`ModelSource`."""
     from .class_names import classes_from_config, resolve_classes
     cfg = src.cfg
@@ -223,8 +230,8 @@ def build_from_source(src: ModelSource, pretrained: Union[bool, str] = False,
         cfg.merge_from_dict(dict(model=kwargs))
     if pretrained is True:
         if not src.weights:
-            what = (f'model {src.info.name}' if src.info is not None
-                    else 'the config (no load_from)')
+            what = (f'model {src.info.name}'
+                    if src.info is not None else 'the config (no load_from)')
             raise ValueError(f'pretrained=True but {what} has no weights; pass a checkpoint '
                              'path, URL or hub id as pretrained=')
         weights = src.weights

@@ -15,9 +15,11 @@ import os.path as osp
 import warnings
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ['IMAGENET22K_NUM_CLASSES', 'imagenet1k_class_names', 'imagenet22k_class_names',
-           'ade20k_class_names', 'classes_from_config', 'classes_from_checkpoint',
-           'classes_from_transformers_config', 'transformers_config_beside', 'resolve_classes']
+__all__ = [
+    'IMAGENET22K_NUM_CLASSES', 'imagenet1k_class_names', 'imagenet22k_class_names',
+    'ade20k_class_names', 'classes_from_config', 'classes_from_checkpoint',
+    'classes_from_transformers_config', 'transformers_config_beside', 'resolve_classes'
+]
 
 #: Number of ImageNet-22k (fall11) classes, as BEiT's and transformers' 22k heads have.
 IMAGENET22K_NUM_CLASSES = 21841
@@ -54,8 +56,9 @@ def imagenet1k_class_names() -> Tuple[str, ...]:
 
 def ade20k_class_names() -> Tuple[str, ...]:
     """The 150 ADE20K class names of mmseg's ``ADE20KDataset``."""
-    import mmbeit  # noqa: F401  (compatibility fixes before mmseg is imported)
     from mmseg.datasets import ADE20KDataset
+
+    import mmbeit  # noqa: F401  (compatibility fixes before mmseg is imported)
     return tuple(ADE20KDataset.METAINFO['classes'])
 
 
@@ -159,8 +162,8 @@ def transformers_config_beside(source: str) -> Optional[dict]:
     return config if isinstance(config, dict) else None
 
 
-def resolve_classes(num_classes: Optional[int], candidates: Sequence[Tuple[str, Any]]
-                    ) -> Optional[List[str]]:
+def resolve_classes(num_classes: Optional[int],
+                    candidates: Sequence[Tuple[str, Any]]) -> Optional[List[str]]:
     """The first candidate list of class names whose length fits the head.
 
     Args:
@@ -175,8 +178,10 @@ def resolve_classes(num_classes: Optional[int], candidates: Sequence[Tuple[str, 
             continue
         if num_classes is None or len(classes) == num_classes:
             return list(classes)
-        warnings.warn(f'{len(classes)} class names from the {source} do not match the '
-                      f"model's {num_classes} classes; not using them", stacklevel=3)
+        warnings.warn(
+            f'{len(classes)} class names from the {source} do not match the '
+            f"model's {num_classes} classes; not using them",
+            stacklevel=3)
     if num_classes == IMAGENET22K_NUM_CLASSES:
         try:
             return list(imagenet22k_class_names())

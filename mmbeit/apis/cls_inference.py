@@ -22,8 +22,10 @@ def classification_pipeline(cfg: Any) -> Callable[[dict], dict]:
     if not pipeline:
         raise ValueError('the config has no test_dataloader, val_dataloader or test_pipeline '
                          'whose pipeline says how to prepare an image')
-    steps = [copy.deepcopy(t) for t in pipeline
-             if not str(t.get('type', '')).split('.')[-1].startswith('LoadImageFrom')]
+    steps = [
+        copy.deepcopy(t) for t in pipeline
+        if not str(t.get('type', '')).split('.')[-1].startswith('LoadImageFrom')
+    ]
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmpretrain'):
         return Compose([TRANSFORMS.build(t) for t in steps])
 

@@ -29,17 +29,18 @@ import os.path as osp
 import re
 from typing import Any, Mapping, Optional, Tuple
 
-__all__ = ['is_model_folder', 'config_from_folder', 'config_from_transformers',
-           'config_from_timm', 'DALLE_ENCODER_URL']
+__all__ = [
+    'is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm',
+    'DALLE_ENCODER_URL'
+]
 
 DALLE_ENCODER_URL = 'https://cdn.openai.com/dall-e/encoder.pkl'
-_PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box',
-                 5: 'hamming'}
+_PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
 _TIMM_ARCH = re.compile(r'^beit(?:v2)?_(base|large)_patch(\d+)_(\d+)')
-_TIMM_ARCHS = {'base': dict(embed_dims=768, num_layers=12, num_heads=12,
-                            feedforward_channels=3072),
-               'large': dict(embed_dims=1024, num_layers=24, num_heads=16,
-                             feedforward_channels=4096)}
+_TIMM_ARCHS = {
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)
+}
 
 
 def _read_json(path: str) -> dict:
@@ -65,8 +66,8 @@ def config_from_folder(folder: str):
     if 'architecture' in config and 'model_type' not in config:
         return config_from_timm(config, source=folder)
     processor = osp.join(folder, 'preprocessor_config.json')
-    return config_from_transformers(config, _read_json(processor) if osp.isfile(processor)
-                                    else None, source=folder)
+    return config_from_transformers(
+        config, _read_json(processor) if osp.isfile(processor) else None, source=folder)
 
 
 def _size(value: Any, default: Tuple[int, int]) -> Tuple[int, int]:
@@ -98,16 +99,24 @@ def _preprocessing(processor: Optional[Mapping], image_size: Tuple[int, int]) ->
     mean = p.get('image_mean', [0.5] * 3) if p.get('do_normalize', True) else [0.] * 3
     std = p.get('image_std', [0.5] * 3) if p.get('do_normalize', True) else [1 / rescale] * 3
     # x * rescale normalised by (mean, std)  ==  x normalised by (mean / rescale, std / rescale)
-    return dict(size=size, crop=crop, interpolation=interpolation,
-                mean=[m / rescale for m in mean], std=[s / rescale for s in std])
+    return dict(
+        size=size,
+        crop=crop,
+        interpolation=interpolation,
+        mean=[m / rescale for m in mean],
+        std=[s / rescale for s in std])
 
 
 def _resize_steps(pre: dict, seg: bool = False) -> list:
     steps = []
     if pre['size'] is not None:
         h, w = pre['size']
-        resize = dict(type='Resize', scale=(w, h), keep_ratio=False, backend='pillow',
-                      interpolation=pre['interpolation'])
+        resize = dict(
+            type='Resize',
+            scale=(w, h),
+            keep_ratio=False,
+            backend='pillow',
+            interpolation=pre['interpolation'])
         steps.append(resize)
     if pre['crop'] is not None:
         h, w = pre['crop']
@@ -119,7 +128,8 @@ def _meta(classes: Optional[Tuple[str, ...]]) -> dict:
     return dict(classes=tuple(classes)) if classes else {}
 
 
-def config_from_transformers(config: Mapping, processor: Optional[Mapping] = None,
+def config_from_transformers(config: Mapping,
+                             processor: Optional[Mapping] = None,
                              source: str = 'config.json'):
     """The mmengine Config of a transformers BEiT ``config.json`` (and image processor).
 
@@ -129,7 +139,6 @@ def config_from_transformers(config: Mapping, processor: Optional[Mapping] = Non
     from mmengine.config import Config
 
     from mmbeit.converters.transformers import mmbeit_model_cfg
-
     from .class_names import classes_from_transformers_config
     if config.get('model_type', 'beit') != 'beit':
         raise ValueError(f'{source}: model_type is {config.get("model_type")!r}; mmbeit builds '
@@ -143,22 +152,36 @@ def config_from_transformers(config: Mapping, processor: Optional[Mapping] = Non
     classes = classes_from_transformers_config(config)
     num_classes = pieces.get('num_classes') or (len(classes) if classes else None)
     embed = backbone['arch']['embed_dims']
-    common = dict(custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
-                  source_config=osp.abspath(source) if osp.exists(source) else source)
+    common = dict(
+        custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
+        source_config=osp.abspath(source) if osp.exists(source) else source)
 
     if task == 'classification':
         if not num_classes:
             raise ValueError(f'{source}: a BeitForImageClassification config needs num_labels '
                              'or id2label')
         pipeline = [dict(type='LoadImageFromFile'), *_resize_steps(pre), dict(type='PackInputs')]
-        model = dict(type='mmbeit.BEiTClassifier', backbone=backbone, neck=None,
-                     head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=embed),
-                     data_preprocessor=dict(num_classes=num_classes, mean=pre['mean'],
-                                            std=pre['std'], to_rgb=True))
-        cfg = dict(default_scope='mmpretrain', model=model, test_pipeline=pipeline,
-                   test_dataloader=dict(batch_size=1, num_workers=0, dataset=dict(
-                       type='CustomDataset', data_root='', with_label=False,
-                       metainfo=_meta(classes), pipeline=pipeline)), **common)
+        model = dict(
+            type='mmbeit.BEiTClassifier',
+            backbone=backbone,
+            neck=None,
+            head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=embed),
+            data_preprocessor=dict(
+                num_classes=num_classes, mean=pre['mean'], std=pre['std'], to_rgb=True))
+        cfg = dict(
+            default_scope='mmpretrain',
+            model=model,
+            test_pipeline=pipeline,
+            test_dataloader=dict(
+                batch_size=1,
+                num_workers=0,
+                dataset=dict(
+                    type='CustomDataset',
+                    data_root='',
+                    with_label=False,
+                    metainfo=_meta(classes),
+                    pipeline=pipeline)),
+            **common)
     elif task == 'segmentation':
         if not num_classes:
             raise ValueError(f'{source}: a BeitForSemanticSegmentation config needs num_labels '
@@ -167,38 +190,70 @@ def config_from_transformers(config: Mapping, processor: Optional[Mapping] = Non
         ce = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
         model = dict(
             type='mmbeit.BEiTSegmentor',
-            data_preprocessor=dict(type='SegDataPreProcessor', mean=pre['mean'], std=pre['std'],
-                                   bgr_to_rgb=True, pad_val=0, seg_pad_val=255),
+            data_preprocessor=dict(
+                type='SegDataPreProcessor',
+                mean=pre['mean'],
+                std=pre['std'],
+                bgr_to_rgb=True,
+                pad_val=0,
+                seg_pad_val=255),
             backbone=backbone,
-            neck=dict(type='Feature2Pyramid', embed_dim=embed, rescales=[4, 2, 1, 0.5],
-                      norm_cfg=norm),
-            decode_head=dict(type='UPerHead', in_channels=[embed] * 4, in_index=[0, 1, 2, 3],
-                             pool_scales=tuple(pieces['pool_scales']),
-                             channels=pieces['channels'], dropout_ratio=0.1,
-                             num_classes=num_classes, norm_cfg=norm, align_corners=False,
-                             loss_decode=ce),
-            train_cfg=dict(), test_cfg=dict(mode='whole'))
+            neck=dict(
+                type='Feature2Pyramid', embed_dim=embed, rescales=[4, 2, 1, 0.5], norm_cfg=norm),
+            decode_head=dict(
+                type='UPerHead',
+                in_channels=[embed] * 4,
+                in_index=[0, 1, 2, 3],
+                pool_scales=tuple(pieces['pool_scales']),
+                channels=pieces['channels'],
+                dropout_ratio=0.1,
+                num_classes=num_classes,
+                norm_cfg=norm,
+                align_corners=False,
+                loss_decode=ce),
+            train_cfg=dict(),
+            test_cfg=dict(mode='whole'))
         if pieces['use_auxiliary_head']:
             model['auxiliary_head'] = dict(
-                type='FCNHead', in_channels=embed, in_index=2,
-                channels=pieces['auxiliary_channels'], num_convs=pieces['auxiliary_num_convs'],
-                concat_input=pieces['auxiliary_concat_input'], dropout_ratio=0.1,
-                num_classes=num_classes, norm_cfg=norm, align_corners=False,
+                type='FCNHead',
+                in_channels=embed,
+                in_index=2,
+                channels=pieces['auxiliary_channels'],
+                num_convs=pieces['auxiliary_num_convs'],
+                concat_input=pieces['auxiliary_concat_input'],
+                dropout_ratio=0.1,
+                num_classes=num_classes,
+                norm_cfg=norm,
+                align_corners=False,
                 loss_decode=dict(ce, loss_weight=0.4))
-        pipeline = [dict(type='LoadImageFromFile'), *_resize_steps(pre, seg=True),
-                    dict(type='PackSegInputs')]
-        cfg = dict(default_scope='mmseg', model=model, test_pipeline=pipeline,
-                   test_dataloader=dict(batch_size=1, num_workers=0, dataset=dict(
-                       type='BaseSegDataset', metainfo=_meta(classes), pipeline=pipeline)),
-                   **common)
+        pipeline = [
+            dict(type='LoadImageFromFile'), *_resize_steps(pre, seg=True),
+            dict(type='PackSegInputs')
+        ]
+        cfg = dict(
+            default_scope='mmseg',
+            model=model,
+            test_pipeline=pipeline,
+            test_dataloader=dict(
+                batch_size=1,
+                num_workers=0,
+                dataset=dict(type='BaseSegDataset', metainfo=_meta(classes), pipeline=pipeline)),
+            **common)
     elif task == 'mim':
         model = dict(
-            type='mmbeit.BEiTPretrain', backbone=backbone, head=dict(type='mmbeit.BEiTMIMHead'),
-            target_generator=dict(type='mmbeit.DALLEEncoder', vocab_size=pieces['vocab_size'],
-                                  checkpoint=DALLE_ENCODER_URL),
+            type='mmbeit.BEiTPretrain',
+            backbone=backbone,
+            head=dict(type='mmbeit.BEiTMIMHead'),
+            target_generator=dict(
+                type='mmbeit.DALLEEncoder',
+                vocab_size=pieces['vocab_size'],
+                checkpoint=DALLE_ENCODER_URL),
             # the second view (the tokenizer's) keeps DALL-E's defaults
-            data_preprocessor=dict(type='mmbeit.TwoViewDataPreprocessor', mean=pre['mean'],
-                                   std=pre['std'], to_rgb=True))
+            data_preprocessor=dict(
+                type='mmbeit.TwoViewDataPreprocessor',
+                mean=pre['mean'],
+                std=pre['std'],
+                to_rgb=True))
         pipeline = [dict(type='LoadImageFromFile'), *_resize_steps(pre), dict(type='PackInputs')]
         cfg = dict(default_scope='mmpretrain', model=model, test_pipeline=pipeline, **common)
     else:
@@ -224,46 +279,67 @@ def config_from_timm(config: Mapping, source: str = 'config.json'):
     size, patch, img = m.group(1), int(m.group(2)), int(m.group(3))
     args = dict(config.get('model_args') or {})
     arch = dict(_TIMM_ARCHS[size])
-    for ours, theirs in (('embed_dims', 'embed_dim'), ('num_layers', 'depth'),
-                         ('num_heads', 'num_heads')):
+    for ours, theirs in (('embed_dims', 'embed_dim'), ('num_layers', 'depth'), ('num_heads',
+                                                                                'num_heads')):
         arch[ours] = args.get(theirs, arch[ours])
-    arch['feedforward_channels'] = int(arch['embed_dims'] * args.get(
-        'mlp_ratio', arch['feedforward_channels'] / _TIMM_ARCHS[size]['embed_dims']))
+    arch['feedforward_channels'] = int(
+        arch['embed_dims'] *
+        args.get('mlp_ratio', arch['feedforward_channels'] / _TIMM_ARCHS[size]['embed_dims']))
     pretrained = dict(config.get('pretrained_cfg') or {})
     input_size = pretrained.get('input_size') or [3, img, img]
     img_size = args.get('img_size', input_size[-1])
     pool = args.get('global_pool', config.get('global_pool', 'avg'))
-    backbone = dict(type='mmbeit.BEiT', arch=arch, img_size=img_size,
-                    patch_size=args.get('patch_size', patch),
-                    in_channels=args.get('in_chans', input_size[0]),
-                    out_type='avg_featmap' if pool == 'avg' else 'cls_token',
-                    final_norm=pool != 'avg',
-                    layer_scale_init_value=args.get('init_values', 0.1) or 0.,
-                    use_abs_pos_emb=args.get('use_abs_pos_emb', False),
-                    use_rel_pos_bias=args.get('use_rel_pos_bias', True),
-                    use_shared_rel_pos_bias=args.get('use_shared_rel_pos_bias', False),
-                    norm_eps=1e-6)
+    backbone = dict(
+        type='mmbeit.BEiT',
+        arch=arch,
+        img_size=img_size,
+        patch_size=args.get('patch_size', patch),
+        in_channels=args.get('in_chans', input_size[0]),
+        out_type='avg_featmap' if pool == 'avg' else 'cls_token',
+        final_norm=pool != 'avg',
+        layer_scale_init_value=args.get('init_values', 0.1) or 0.,
+        use_abs_pos_emb=args.get('use_abs_pos_emb', False),
+        use_rel_pos_bias=args.get('use_rel_pos_bias', True),
+        use_shared_rel_pos_bias=args.get('use_shared_rel_pos_bias', False),
+        norm_eps=1e-6)
     num_classes = config.get('num_classes', pretrained.get('num_classes', 1000))
     mean = [v * 255 for v in pretrained.get('mean', (0.5, 0.5, 0.5))]
     std = [v * 255 for v in pretrained.get('std', (0.5, 0.5, 0.5))]
     crop_pct = pretrained.get('crop_pct', 0.9)
     crop = input_size[-1]
-    pipeline = [dict(type='LoadImageFromFile'),
-                # timm's eval transform: short side to floor(size / crop_pct), centre crop
-                dict(type='ResizeEdge', scale=int(math.floor(crop / crop_pct)), edge='short',
-                     backend='pillow', interpolation=pretrained.get('interpolation', 'bicubic')),
-                dict(type='CenterCrop', crop_size=crop), dict(type='PackInputs')]
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        # timm's eval transform: short side to floor(size / crop_pct), centre crop
+        dict(
+            type='ResizeEdge',
+            scale=int(math.floor(crop / crop_pct)),
+            edge='short',
+            backend='pillow',
+            interpolation=pretrained.get('interpolation', 'bicubic')),
+        dict(type='CenterCrop', crop_size=crop),
+        dict(type='PackInputs')
+    ]
     from .class_names import classes_from_transformers_config
     classes = classes_from_transformers_config(config)
-    model = dict(type='mmbeit.BEiTClassifier', backbone=backbone, neck=None,
-                 head=dict(type='LinearClsHead', num_classes=num_classes,
-                           in_channels=arch['embed_dims']),
-                 data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std,
-                                        to_rgb=True))
-    return Config(dict(
-        default_scope='mmpretrain',
-        custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
-        model=model, test_pipeline=pipeline, source_config=source,
-        test_dataloader=dict(batch_size=1, num_workers=0, dataset=dict(
-            type='CustomDataset', data_root='', with_label=False, metainfo=_meta(classes),
-            pipeline=pipeline))))
+    model = dict(
+        type='mmbeit.BEiTClassifier',
+        backbone=backbone,
+        neck=None,
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=arch['embed_dims']),
+        data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std, to_rgb=True))
+    return Config(
+        dict(
+            default_scope='mmpretrain',
+            custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
+            model=model,
+            test_pipeline=pipeline,
+            source_config=source,
+            test_dataloader=dict(
+                batch_size=1,
+                num_workers=0,
+                dataset=dict(
+                    type='CustomDataset',
+                    data_root='',
+                    with_label=False,
+                    metainfo=_meta(classes),
+                    pipeline=pipeline))))

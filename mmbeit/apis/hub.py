@@ -18,8 +18,10 @@ import re
 import urllib.parse
 from typing import List, Optional, Tuple
 
-__all__ = ['HF_HUB_PREFIX', 'parse_hub_id', 'parse_hub_url', 'download_file',
-           'download_model_folder', 'WEIGHT_FILES']
+__all__ = [
+    'HF_HUB_PREFIX', 'parse_hub_id', 'parse_hub_url', 'download_file', 'download_model_folder',
+    'WEIGHT_FILES'
+]
 
 HF_HUB_PREFIX = 'hf-hub:'
 HUB_HOSTS = ('huggingface.co', 'hf.co')
@@ -103,9 +105,9 @@ def download_file(repo_id: str, filename: str, revision: Optional[str] = None) -
     except errors.LocalEntryNotFoundError as e:
         why = ('HF_HUB_OFFLINE is set and it is not in the cache'
                if settings['local_files_only'] else f'the hub could not be reached ({e})')
-        raise FileNotFoundError(f'{repo_id}/{filename}: {why} '
-                                f'({settings.get("cache_dir", hub.constants.HF_HUB_CACHE)})'
-                                ) from None
+        raise FileNotFoundError(
+            f'{repo_id}/{filename}: {why} '
+            f'({settings.get("cache_dir", hub.constants.HF_HUB_CACHE)})') from None
     except errors.RepositoryNotFoundError:
         raise FileNotFoundError(f'hub model {repo_id!r} not found at '
                                 f'{settings.get("endpoint", hub.constants.ENDPOINT)} (and no '
@@ -118,7 +120,8 @@ def download_file(repo_id: str, filename: str, revision: Optional[str] = None) -
                                 f'{filename!r}') from None
 
 
-def download_model_folder(repo_id: str, revision: Optional[str] = None,
+def download_model_folder(repo_id: str,
+                          revision: Optional[str] = None,
                           weights: bool = True) -> str:
     """A model repository's ``config.json`` (+ image processor config, + weights) in the
     hub cache; returns the snapshot folder that holds them.

@@ -17,16 +17,18 @@ import os
 import warnings
 from typing import Any, Callable, Dict, Optional
 
+from mmbeit.utils.image_io import ImageLike
 from .builder import build_from_source, build_model, get_model, load_config, task_of
 from .class_names import IMAGENET22K_NUM_CLASSES, imagenet22k_class_names
 from .cls_inference import classify
-from mmbeit.utils.image_io import ImageLike
-from .model_zoo import (ModelInfo, get_model_info, list_models, load_model_index,
-                        model_index_paths, register_model_index)
+from .model_zoo import (ModelInfo, get_model_info, list_models, load_model_index, model_index_paths,
+                        register_model_index)
 
-__all__ = ['inference_model', 'TASK_INFERENCE', 'ModelInfo', 'model_index_paths',
-           'register_model_index', 'load_model_index', 'list_models', 'get_model_info',
-           'get_model', 'task_of', 'imagenet22k_class_names', 'IMAGENET22K_NUM_CLASSES']
+__all__ = [
+    'inference_model', 'TASK_INFERENCE', 'ModelInfo', 'model_index_paths', 'register_model_index',
+    'load_model_index', 'list_models', 'get_model_info', 'get_model', 'task_of',
+    'imagenet22k_class_names', 'IMAGENET22K_NUM_CLASSES'
+]
 
 _build = build_model  # the earlier private name (tests, tools)
 
@@ -43,8 +45,11 @@ TASK_INFERENCE: Dict[str, Callable[[Any, ImageLike], dict]] = {
 }
 
 
-def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = None,
-                    device: str = 'cpu', revision: Optional[str] = None,
+def inference_model(model: Any,
+                    image: ImageLike,
+                    checkpoint: Optional[str] = None,
+                    device: str = 'cpu',
+                    revision: Optional[str] = None,
                     config: Any = None) -> dict:
     """Predict one image with a model of the zoo, a hub id, a folder, a config or a built model.
 
@@ -92,8 +97,10 @@ def inference_model(model: Any, image: ImageLike, checkpoint: Optional[str] = No
             if src.weights and (named or src.cfg.get('load_from')):
                 pretrained = True
             else:
-                warnings.warn('no checkpoint given: predicting with the initial (untrained) '
-                              'weights', stacklevel=2)
+                warnings.warn(
+                    'no checkpoint given: predicting with the initial (untrained) '
+                    'weights',
+                    stacklevel=2)
                 pretrained = False
         net = build_from_source(src, pretrained, device, revision)
     task = task_of(net.cfg)

@@ -19,8 +19,10 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['ModelInfo', 'MODEL_INDEX_ENV', 'model_index_paths', 'register_model_index',
-           'load_model_index', 'list_models', 'get_model_info', 'find_alias', 'clear_cache']
+__all__ = [
+    'ModelInfo', 'MODEL_INDEX_ENV', 'model_index_paths', 'register_model_index', 'load_model_index',
+    'list_models', 'get_model_info', 'find_alias', 'clear_cache'
+]
 
 MODEL_INDEX_ENV = 'MMBEIT_MODEL_INDEX'
 MODEL_INDEX_FILE = 'model-index.yml'
@@ -70,8 +72,10 @@ def model_index_paths() -> List[str]:
         found = [osp.abspath(env)]
     else:
         repo = osp.dirname(_PACKAGE_DIR)
-        candidates = [osp.join(repo, MODEL_INDEX_FILE),
-                      osp.join(_PACKAGE_DIR, '.mim', MODEL_INDEX_FILE)]
+        candidates = [
+            osp.join(repo, MODEL_INDEX_FILE),
+            osp.join(_PACKAGE_DIR, '.mim', MODEL_INDEX_FILE)
+        ]
         # a source tree (it has setup.py) wins over a copy left in mmbeit/.mim by a build
         in_tree = osp.isfile(candidates[0]) and osp.isfile(osp.join(repo, 'setup.py'))
         found = [candidates[0]] if in_tree else [p for p in candidates[1:] if osp.isfile(p)]

@@ -13,12 +13,18 @@ def _scope(cfg: Config) -> str:
     return cfg.get('default_scope') or 'mmpretrain'
 
 
-def build_runner_cfg(config: str, cfg_options: Optional[dict] = None,
-                     work_dir: Optional[str] = None, launcher: str = 'none',
-                     amp: bool = False, resume: Optional[str] = None,
-                     no_validate: bool = False, auto_scale_lr: bool = False,
-                     checkpoint: Optional[str] = None, out: Optional[str] = None,
-                     show_dir: Optional[str] = None, tta: bool = False,
+def build_runner_cfg(config: str,
+                     cfg_options: Optional[dict] = None,
+                     work_dir: Optional[str] = None,
+                     launcher: str = 'none',
+                     amp: bool = False,
+                     resume: Optional[str] = None,
+                     no_validate: bool = False,
+                     auto_scale_lr: bool = False,
+                     checkpoint: Optional[str] = None,
+                     out: Optional[str] = None,
+                     show_dir: Optional[str] = None,
+                     tta: bool = False,
                      tensorboard: bool = False) -> Config:
     """Load ``config`` and apply the tools' command-line options to it."""
     if not osp.isfile(config):
@@ -75,10 +81,14 @@ def _apply_tta(cfg: Config) -> None:
         cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
         if 'tta_pipeline' not in cfg:
             test_pipeline = cfg.test_dataloader.dataset.pipeline
-            cfg.tta_pipeline = test_pipeline[:-1] + [dict(
-                type='TestTimeAug',
-                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                            [test_pipeline[-1]]])]
+            cfg.tta_pipeline = test_pipeline[:-1] + [
+                dict(
+                    type='TestTimeAug',
+                    transforms=[[
+                        dict(type='RandomFlip', prob=1.),
+                        dict(type='RandomFlip', prob=0.)
+                    ], [test_pipeline[-1]]])
+            ]
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model
@@ -92,12 +102,14 @@ def _apply_show_dir(cfg: Config, show_dir: str) -> None:
         cfg.visualizer['vis_backends'] = [dict(type='LocalVisBackend')]
     else:
         # every test image, drawn with its predicted class and score
-        hooks['visualization'] = dict(type='VisualizationHook', enable=True, interval=1,
-                                      out_dir=show_dir)
+        hooks['visualization'] = dict(
+            type='VisualizationHook', enable=True, interval=1, out_dir=show_dir)
 
 
-def make_runner(cfg: Config,
-                loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> Runner:
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def make_runner(cfg: Config, loaders=LOADERS) -> Runner:
     """Build mmbeit's Runner (loads any BEiT checkpoint format through ``load_from``).
 
     A config with ``runner_type='FlexibleRunner'`` (FSDP / DeepSpeed ``strategy``)
@@ -127,4 +139,4 @@ def train(cfg: Config) -> None:
 def test(cfg: Config) -> dict:
     """Build the Runner and test; returns the metrics."""
     with suggest_registered_names(_scope(cfg)):
-        return make_runner(cfg, loaders=('test_dataloader',)).test()
+        return make_runner(cfg, loaders=('test_dataloader', )).test()

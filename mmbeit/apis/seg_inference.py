@@ -19,8 +19,10 @@ import numpy as np
 
 from mmbeit.utils.image_io import ImageLike, read_image
 
-__all__ = ['is_segmentation_config', 'list_segmentation_models', 'init_segmentor',
-           'inference_segmentor', 'save_overlay', 'default_palette']
+__all__ = [
+    'is_segmentation_config', 'list_segmentation_models', 'init_segmentor', 'inference_segmentor',
+    'save_overlay', 'default_palette'
+]
 
 
 def is_segmentation_config(cfg: Any) -> bool:
@@ -40,7 +42,9 @@ def list_segmentation_models() -> Dict[str, Tuple[str, Optional[str]]]:
     return models
 
 
-def init_segmentor(config: Any, checkpoint: Optional[str] = None, device: str = 'cpu',
+def init_segmentor(config: Any,
+                   checkpoint: Optional[str] = None,
+                   device: str = 'cpu',
                    cfg_options: Optional[dict] = None):
     """Build the segmentor of a config, load ``checkpoint`` and put it in eval mode.
 
@@ -97,8 +101,10 @@ def _test_pipeline(cfg: Any):
         return Compose([TRANSFORMS.build(t) for t in steps])
 
 
-def inference_segmentor(model_or_config: Any, image: ImageLike,
-                        checkpoint: Optional[str] = None, device: str = 'cpu') -> dict:
+def inference_segmentor(model_or_config: Any,
+                        image: ImageLike,
+                        checkpoint: Optional[str] = None,
+                        device: str = 'cpu') -> dict:
     """Segment one image.
 
     Args:
@@ -127,8 +133,9 @@ def inference_segmentor(model_or_config: Any, image: ImageLike,
     batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
     with torch.no_grad():
         result = model.test_step(batch)[0]
-    return dict(pred_mask=result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64),
-                seg_logits=result.seg_logits.data.cpu())
+    return dict(
+        pred_mask=result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64),
+        seg_logits=result.seg_logits.data.cpu())
 
 
 def default_palette(num_classes: int, seed: int = 0) -> np.ndarray:
@@ -136,8 +143,11 @@ def default_palette(num_classes: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(num_classes, 3), dtype=np.uint8)
 
 
-def save_overlay(image: ImageLike, mask: np.ndarray, palette: Optional[Sequence] = None,
-                 out_png: Optional[str] = None, opacity: float = 0.5) -> np.ndarray:
+def save_overlay(image: ImageLike,
+                 mask: np.ndarray,
+                 palette: Optional[Sequence] = None,
+                 out_png: Optional[str] = None,
+                 opacity: float = 0.5) -> np.ndarray:
     """Blend a class colour over every pixel of the image and write it as PNG.
 
     Args:

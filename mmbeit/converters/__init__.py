@@ -22,8 +22,9 @@ from .load import (CheckpointMismatchError, LoadReport, convert_file, fit_checkp
                    load_converted_state_dict, load_pretrained)
 from .read import read_checkpoint, unwrap_checkpoint
 
-__all__ = ['FORMATS', 'TARGETS', 'read_checkpoint', 'unwrap_checkpoint', 'detect_format',
-           'convert_checkpoint', 'to_canonical', 'fit_state_dict', 'FitResult', 'fit_checkpoint',
-           'load_converted_state_dict', 'load_pretrained', 'register_conversion_hook',
-           'convert_file', 'CheckpointMismatchError', 'LoadReport', 'to_transformers',
-           'save_transformers']
+__all__ = [
+    'FORMATS', 'TARGETS', 'read_checkpoint', 'unwrap_checkpoint', 'detect_format',
+    'convert_checkpoint', 'to_canonical', 'fit_state_dict', 'FitResult', 'fit_checkpoint',
+    'load_converted_state_dict', 'load_pretrained', 'register_conversion_hook', 'convert_file',
+    'CheckpointMismatchError', 'LoadReport', 'to_transformers', 'save_transformers'
+]

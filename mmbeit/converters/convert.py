@@ -17,7 +17,8 @@ from .rules import StateDict
 __all__ = ['to_canonical', 'canonical_state_dict', 'convert_checkpoint']
 
 
-def canonical_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: Optional[str] = None,
+def canonical_state_dict(state_dict: Mapping[str, torch.Tensor],
+                         fmt: Optional[str] = None,
                          wrapper: Optional[str] = None) -> Tuple[StateDict, str]:
     """(canonical state dict, its format) of an unwrapped state dict; ``fmt`` None detects it."""
     fmt = check_format(fmt) if fmt is not None else detect_state_dict_format(state_dict, wrapper)
@@ -30,7 +31,8 @@ def to_canonical(checkpoint: Any, fmt: Optional[str] = None) -> Tuple[StateDict,
     return canonical_state_dict(state_dict, fmt, wrapper)
 
 
-def convert_checkpoint(checkpoint: Any, fmt: Optional[str] = None,
+def convert_checkpoint(checkpoint: Any,
+                       fmt: Optional[str] = None,
                        target: Optional[str] = 'classifier') -> StateDict:
     """Convert a checkpoint of any known format to mmbeit's keys for ``target``.
 

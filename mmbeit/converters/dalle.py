@@ -85,8 +85,8 @@ def is_openai_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """OpenAI's names (``blocks.input.w``, ``blocks.group_1...``), optionally under
     ``target_generator.``."""
     part = _own_part(state_dict)
-    return bool(part) and all(k.startswith('blocks.') and not k[len('blocks.'):][:1].isdigit()
-                              for k in part)
+    return bool(part) and all(
+        k.startswith('blocks.') and not k[len('blocks.'):][:1].isdigit() for k in part)
 
 
 def _own_part(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -122,8 +122,10 @@ def convert_openmmlab_dalle(checkpoint: Mapping[str, Any]) -> StateDict:
 def _unwrap(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
     """The encoder's own keys: no wrapper, no ``module.``, no algorithm."""
     state_dict = checkpoint.get('state_dict', checkpoint)
-    state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v
-                  for k, v in state_dict.items()}
+    state_dict = {
+        (k[len('module.'):] if k.startswith('module.') else k): v
+        for k, v in state_dict.items()
+    }
     if any(k.startswith('target_generator.') for k in state_dict):
         state_dict = {
             k[len('target_generator.'):]: v
@@ -150,11 +152,10 @@ def detect_dalle_format(checkpoint: Mapping[str, Any]) -> str:
         return 'mmbeit'
     if keys and all(k.startswith('blocks.') for k in keys):
         return 'dall_e'
-    raise ValueError(
-        'Not a DALL-E encoder checkpoint: expected mmbeit keys '
-        "('stem.weight', 'stages.0.0.conv1.weight', ...) or the keys of "
-        "OpenAI's dall_e.Encoder / OpenMMLab's dalle_encoder.pth "
-        f"('blocks.input.w', ...); got keys {keys[:5]}")
+    raise ValueError('Not a DALL-E encoder checkpoint: expected mmbeit keys '
+                     "('stem.weight', 'stages.0.0.conv1.weight', ...) or the keys of "
+                     "OpenAI's dall_e.Encoder / OpenMMLab's dalle_encoder.pth "
+                     f"('blocks.input.w', ...); got keys {keys[:5]}")
 
 
 def convert_dalle_checkpoint(checkpoint: Any) -> StateDict:

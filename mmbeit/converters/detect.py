@@ -14,8 +14,10 @@ from . import dalle, mmpretrain, mmseg, native, timm, transformers, unilm
 from .read import unwrap_checkpoint
 from .rules import first_keys
 
-__all__ = ['FORMATS', 'FORMAT_DESCRIPTIONS', 'FORMAT_MODULES', 'detect_format',
-           'detect_state_dict_format', 'check_format', 'format_module', 'unknown_format_error']
+__all__ = [
+    'FORMATS', 'FORMAT_DESCRIPTIONS', 'FORMAT_MODULES', 'detect_format', 'detect_state_dict_format',
+    'check_format', 'format_module', 'unknown_format_error'
+]
 
 # name -> converter module, in detection order (transformers' and mmbeit's own keys are
 # the most specific; mmseg before mmpretrain, unilm before timm: they share names)
@@ -30,18 +32,25 @@ FORMAT_MODULES: 'OrderedDict[str, ModuleType]' = OrderedDict([
 ])
 FORMATS = tuple(FORMAT_MODULES)
 FORMAT_DESCRIPTIONS = {
-    'mmbeit': "mmbeit's own (backbone.layers.0.attn.qkv.weight, ...)",
-    'unilm': 'microsoft/unilm BEiT, pretrained or fine-tuned (blocks.0.attn.qkv.weight in '
-             '{"model": ...})',
-    'timm': "timm's beit_* (blocks.0.attn.qkv.weight, gamma_1, head)",
-    'transformers': 'Hugging Face BeitModel / BeitFor* (beit.encoder.layer.0.attention.attention.'
-                    'query...), .bin, .safetensors or a model folder',
-    'mmpretrain': 'mmpretrain / mmselfsup 1.x (backbone.layers.0.ffn.layers.0.0.weight, head.fc, '
-                  'head.cls_head)',
-    'mmseg': 'mmsegmentation 1.x UperNet-BEiT or beit2mmseg.py output (neck.upsample_4x, '
-             'decode_head)',
-    'dalle': "the DALL-E tokenizer: OpenAI dall_e.Encoder or OpenMMLab's dalle_encoder.pth "
-             '(blocks.input.w)',
+    'mmbeit':
+    "mmbeit's own (backbone.layers.0.attn.qkv.weight, ...)",
+    'unilm':
+    'microsoft/unilm BEiT, pretrained or fine-tuned (blocks.0.attn.qkv.weight in '
+    '{"model": ...})',
+    'timm':
+    "timm's beit_* (blocks.0.attn.qkv.weight, gamma_1, head)",
+    'transformers':
+    'Hugging Face BeitModel / BeitFor* (beit.encoder.layer.0.attention.attention.'
+    'query...), .bin, .safetensors or a model folder',
+    'mmpretrain':
+    'mmpretrain / mmselfsup 1.x (backbone.layers.0.ffn.layers.0.0.weight, head.fc, '
+    'head.cls_head)',
+    'mmseg':
+    'mmsegmentation 1.x UperNet-BEiT or beit2mmseg.py output (neck.upsample_4x, '
+    'decode_head)',
+    'dalle':
+    "the DALL-E tokenizer: OpenAI dall_e.Encoder or OpenMMLab's dalle_encoder.pth "
+    '(blocks.input.w)',
 }
 
 

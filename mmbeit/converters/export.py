@@ -28,9 +28,10 @@ _EXPORT_BACKBONE = [
     (r'rel_pos_bias\.table', 'beit.encoder.relative_position_bias.relative_position_bias_table'),
     (r'layers\.(\d+)\.norm1\.(weight|bias)', r'beit.encoder.layer.\1.layernorm_before.\2'),
     (r'layers\.(\d+)\.norm2\.(weight|bias)', r'beit.encoder.layer.\1.layernorm_after.\2'),
-    (r'layers\.(\d+)\.attn\.rel_pos_bias\.table',
-     r'beit.encoder.layer.\1.attention.attention.relative_position_bias.relative_position_bias_table'),
-    (r'layers\.(\d+)\.attn\.proj\.(weight|bias)', r'beit.encoder.layer.\1.attention.output.dense.\2'),
+    (r'layers\.(\d+)\.attn\.rel_pos_bias\.table', r'beit.encoder.layer.\1.attention.attention.'
+     r'relative_position_bias.relative_position_bias_table'),
+    (r'layers\.(\d+)\.attn\.proj\.(weight|bias)',
+     r'beit.encoder.layer.\1.attention.output.dense.\2'),
     (r'layers\.(\d+)\.mlp\.fc1\.(weight|bias)', r'beit.encoder.layer.\1.intermediate.dense.\2'),
     (r'layers\.(\d+)\.mlp\.fc2\.(weight|bias)', r'beit.encoder.layer.\1.output.dense.\2'),
     (r'layers\.(\d+)\.gamma([12])', r'beit.encoder.layer.\1.lambda_\2'),
@@ -46,8 +47,10 @@ _EXPORT_NECK_AND_HEADS = [
 ]
 
 
-def to_transformers(state_dict: Mapping[str, torch.Tensor], task: str,
-                    num_heads: Optional[int] = None, img_size: Optional[int] = None,
+def to_transformers(state_dict: Mapping[str, torch.Tensor],
+                    task: str,
+                    num_heads: Optional[int] = None,
+                    img_size: Optional[int] = None,
                     out_indices: Optional[Sequence[int]] = None,
                     pool_scales: Sequence[int] = (1, 2, 3, 6),
                     classes: Optional[Sequence[str]] = None,
@@ -101,17 +104,24 @@ def to_transformers(state_dict: Mapping[str, torch.Tensor], task: str,
 
     has_norm, has_fc_norm = 'norm.weight' in bb, 'fc_norm.weight' in bb
     config = dict(
-        model_type='beit', architectures=[ARCHITECTURES[task]],
-        hidden_size=C, num_hidden_layers=num_layers, num_attention_heads=num_heads,
-        intermediate_size=bb['layers.0.mlp.fc1.weight'].shape[0], hidden_act='gelu',
-        layer_norm_eps=norm_eps, image_size=img_size, patch_size=patch_size,
+        model_type='beit',
+        architectures=[ARCHITECTURES[task]],
+        hidden_size=C,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=bb['layers.0.mlp.fc1.weight'].shape[0],
+        hidden_act='gelu',
+        layer_norm_eps=norm_eps,
+        image_size=img_size,
+        patch_size=patch_size,
         num_channels=bb['patch_embed.proj.weight'].shape[1],
         use_mask_token='mask_token' in bb,
         use_absolute_position_embeddings='pos_embed' in bb,
         use_relative_position_bias='layers.0.attn.rel_pos_bias.table' in bb,
         use_shared_relative_position_bias='rel_pos_bias.table' in bb,
         layer_scale_init_value=0.1 if 'layers.0.gamma1' in bb else 0.0,
-        use_mean_pooling=True, drop_path_rate=0.0,
+        use_mean_pooling=True,
+        drop_path_rate=0.0,
     )
     if task == 'classification':
         head = parts.get('cls_head.', {})
@@ -159,17 +169,19 @@ def to_transformers(state_dict: Mapping[str, torch.Tensor], task: str,
                 rest[role + k] = v
         hf.update(apply_rules(rest, _EXPORT_NECK_AND_HEADS, 'mmbeit (export)'))
         dh = parts.get('decode_head.', {})
-        if dh.get('bottleneck.conv.weight') is None or dh['fpn_bottleneck.conv.weight'].shape[0] != C:
+        if dh.get(
+                'bottleneck.conv.weight') is None or dh['fpn_bottleneck.conv.weight'].shape[0] != C:
             raise ValueError('transformers\' UperHead has channels == hidden size '
                              f'({C}); the decode head differs')
         aux = parts.get('auxiliary_head.', {})
         num_convs = len({k.split('.')[1] for k in aux if k.startswith('convs.')})
-        config.update(out_indices=[layer_to_hf_out_index(i) for i in out_indices],
-                      pool_scales=list(pool_scales),
-                      use_auxiliary_head=bool(aux),
-                      auxiliary_channels=aux['conv_seg.weight'].shape[1] if aux else 256,
-                      auxiliary_num_convs=num_convs or 1,
-                      auxiliary_concat_input='conv_cat.conv.weight' in aux)
+        config.update(
+            out_indices=[layer_to_hf_out_index(i) for i in out_indices],
+            pool_scales=list(pool_scales),
+            use_auxiliary_head=bool(aux),
+            auxiliary_channels=aux['conv_seg.weight'].shape[1] if aux else 256,
+            auxiliary_num_convs=num_convs or 1,
+            auxiliary_concat_input='conv_cat.conv.weight' in aux)
         num_labels = dh['conv_seg.weight'].shape[0]
     if num_labels is not None:
         names = list(classes) if classes else [f'LABEL_{i}' for i in range(num_labels)]
@@ -190,7 +202,8 @@ def save_transformers(state_dict: Mapping[str, torch.Tensor], out_dir: str, task
     try:
         from safetensors.torch import save_file
     except ImportError as e:
-        raise ImportError('exporting to transformers needs safetensors: pip install safetensors') from e
+        raise ImportError(
+            'exporting to transformers needs safetensors: pip install safetensors') from e
     hf, config = to_transformers(state_dict, task, **kwargs)
     os.makedirs(out_dir, exist_ok=True)
     save_file(dict(hf), osp.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})

@@ -49,8 +49,9 @@ class FitResult:
         return not (self.missing or self.unexpected or self.mismatched)
 
 
-def expand_shared_rel_pos_bias(state_dict: Mapping[str, torch.Tensor], model_keys: Sequence[str]
-                               ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def expand_shared_rel_pos_bias(
+        state_dict: Mapping[str, torch.Tensor],
+        model_keys: Sequence[str]) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Copy a shared relative position table into every layer of a per-layer model.
 
     Applies under any prefix ``P``: ``P.rel_pos_bias.table`` becomes
@@ -96,8 +97,8 @@ def _owner(model: Optional[nn.Module], key: str, attr: str) -> Any:
     return None
 
 
-def _resize(key: str, value: torch.Tensor, want: torch.Size, model: Optional[nn.Module]
-            ) -> Tuple[Optional[torch.Tensor], str]:
+def _resize(key: str, value: torch.Tensor, want: torch.Size,
+            model: Optional[nn.Module]) -> Tuple[Optional[torch.Tensor], str]:
     """(the resized tensor or None, a note) for a table or embedding of another grid."""
     from mmbeit.models.utils.pos_resize import (infer_square_grid, infer_square_window,
                                                 resize_abs_pos_embed, resize_rel_pos_table)
@@ -120,8 +121,10 @@ def _resize(key: str, value: torch.Tensor, want: torch.Size, model: Optional[nn.
     return None, ''
 
 
-def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor],
-                   target: str, left_out: Sequence[str] = (),
+def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
+                   model_state: Mapping[str, torch.Tensor],
+                   target: str,
+                   left_out: Sequence[str] = (),
                    model: Optional[nn.Module] = None) -> FitResult:
     """Fit a converted state dict to a model (see the module docstring).
 
@@ -133,8 +136,9 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model_state: Mapping[
         model: the model, to read the patch grids its tables are made for (else the
             grid is inferred from the shapes, square).
     """
-    notes = [f"left out the checkpoint's {ROLE_NAMES[r]} ({r}*): a {target} has none"
-             for r in left_out]
+    notes = [
+        f"left out the checkpoint's {ROLE_NAMES[r]} ({r}*): a {target} has none" for r in left_out
+    ]
     out, expanded = expand_shared_rel_pos_bias(state_dict, list(model_state))
     for key in expanded:
         notes.append(f'copied the shared relative position table {key} into every layer')
@@ -156,9 +160,11 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model_state: Mapping[
 
     # model parts the checkpoint legitimately lacks: keep their initialization
     kept = []
-    keep_init = {bb + 'fc_norm.': 'the checkpoint has no fc_norm (it was not fine-tuned with '
-                                  'mean pooling)',
-                 bb + 'mask_token': 'the checkpoint has no mask token'}
+    keep_init = {
+        bb + 'fc_norm.': 'the checkpoint has no fc_norm (it was not fine-tuned with '
+        'mean pooling)',
+        bb + 'mask_token': 'the checkpoint has no mask token'
+    }
     for role, prefix in TARGET_LAYOUTS[target].items():
         if role != 'backbone.' and prefix:
             keep_init[prefix] = f'the checkpoint has no {ROLE_NAMES[role]}'

@@ -41,9 +41,15 @@ def register_conversion_hook(module: nn.Module, target: Optional[str] = None) ->
         functools.partial(convert_on_load, target=target))
 
 
-def convert_on_load(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict,
-                    strict: bool, missing_keys: List[str], unexpected_keys: List[str],
-                    error_msgs: List[str], target: Optional[str] = None) -> None:
+def convert_on_load(module: nn.Module,
+                    state_dict: dict,
+                    prefix: str,
+                    local_metadata: dict,
+                    strict: bool,
+                    missing_keys: List[str],
+                    unexpected_keys: List[str],
+                    error_msgs: List[str],
+                    target: Optional[str] = None) -> None:
     """torch's load-state-dict pre-hook: replace ``module``'s keys by the fitted ones, in place.
 
     ``strict`` is not consulted: a partial load is never silent (mmengine's loaders pass
@@ -51,8 +57,7 @@ def convert_on_load(module: nn.Module, state_dict: dict, prefix: str, local_meta
     """
     if is_fitted_load():  # the pipeline itself is loading what it fitted
         return
-    local = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                        if k.startswith(prefix))
+    local = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
     if not local:  # nothing for this module: the caller's strictness decides
         return
     model_state = module.state_dict()

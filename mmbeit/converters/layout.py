@@ -26,8 +26,10 @@ from typing import Dict, Iterable, List, Mapping, Tuple
 
 import torch
 
-__all__ = ['ROLES', 'TARGETS', 'TARGET_LAYOUTS', 'MIM_HEAD_LINEAR', 'ROLE_NAMES', 'default_target',
-           'assemble', 'infer_target', 'split_roles']
+__all__ = [
+    'ROLES', 'TARGETS', 'TARGET_LAYOUTS', 'MIM_HEAD_LINEAR', 'ROLE_NAMES', 'default_target',
+    'assemble', 'infer_target', 'split_roles'
+]
 
 ROLES = ('backbone.', 'cls_head.', 'mim_head.', 'neck.', 'decode_head.', 'auxiliary_head.',
          'target_generator.')
@@ -48,13 +50,27 @@ ROLE_NAMES = {
 
 # target -> {role prefix: prefix in the target model's state dict}
 TARGET_LAYOUTS: Dict[str, Dict[str, str]] = {
-    'backbone': {'backbone.': ''},
-    'classifier': {'backbone.': 'backbone.', 'cls_head.': 'head.'},
-    'segmentor': {'backbone.': 'backbone.', 'neck.': 'neck.', 'decode_head.': 'decode_head.',
-                  'auxiliary_head.': 'auxiliary_head.'},
-    'pretrain': {'backbone.': 'backbone.', 'mim_head.': 'head.',
-                 'target_generator.': 'target_generator.'},
-    'target_generator': {'target_generator.': ''},
+    'backbone': {
+        'backbone.': ''
+    },
+    'classifier': {
+        'backbone.': 'backbone.',
+        'cls_head.': 'head.'
+    },
+    'segmentor': {
+        'backbone.': 'backbone.',
+        'neck.': 'neck.',
+        'decode_head.': 'decode_head.',
+        'auxiliary_head.': 'auxiliary_head.'
+    },
+    'pretrain': {
+        'backbone.': 'backbone.',
+        'mim_head.': 'head.',
+        'target_generator.': 'target_generator.'
+    },
+    'target_generator': {
+        'target_generator.': ''
+    },
 }
 TARGETS = tuple(TARGET_LAYOUTS)
 
@@ -70,8 +86,8 @@ def split_roles(canonical: Mapping[str, torch.Tensor]) -> Dict[str, Dict[str, to
     return parts
 
 
-def assemble(canonical: Mapping[str, torch.Tensor], target: str
-             ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def assemble(canonical: Mapping[str, torch.Tensor],
+             target: str) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Name the canonical state dict's roles as ``target``'s model does.
 
     Returns:
@@ -100,7 +116,8 @@ def infer_target(model_keys: Iterable[str]) -> str:
         return 'pretrain'
     if any(k.startswith('backbone.') for k in keys):
         return 'classifier'
-    if keys and any(k.startswith('stem.') for k in keys) and any(k.startswith('stages.') for k in keys):
+    if keys and any(k.startswith('stem.')
+                    for k in keys) and any(k.startswith('stages.') for k in keys):
         return 'target_generator'
     return 'backbone'
 

@@ -29,8 +29,10 @@ from .layout import ROLE_NAMES, assemble, default_target, infer_target
 from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
-__all__ = ['CheckpointMismatchError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
-           'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load']
+__all__ = [
+    'CheckpointMismatchError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
+    'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
+]
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -83,8 +85,8 @@ def _shorten(keys: List[str], n: int = 10) -> str:
     return shown + (f', ... ({len(keys) - n} more)' if len(keys) > n else '')
 
 
-def mismatch_error(fit: FitResult, source: str, fmt: str, name: str, target: str
-                   ) -> CheckpointMismatchError:
+def mismatch_error(fit: FitResult, source: str, fmt: str, name: str,
+                   target: str) -> CheckpointMismatchError:
     lines = [f'{source} ({fmt} format) does not fit {name} (converted for a {target}):']
     if fit.missing:
         lines.append(f'  missing in the checkpoint: {_shorten(fit.missing)}')
@@ -98,8 +100,11 @@ def mismatch_error(fit: FitResult, source: str, fmt: str, name: str, target: str
     return CheckpointMismatchError('\n'.join(lines))
 
 
-def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
-                   prefix: Optional[str] = None, target: Optional[str] = None,
+def fit_checkpoint(model: nn.Module,
+                   checkpoint: Any,
+                   fmt: Optional[str] = None,
+                   prefix: Optional[str] = None,
+                   target: Optional[str] = None,
                    model_state: Optional[Mapping[str, torch.Tensor]] = None,
                    source: str = 'checkpoint') -> Tuple[FitResult, str, str]:
     """Stages detect -> convert -> fit of a loaded checkpoint for ``model``.
@@ -130,8 +135,9 @@ def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
         if any(k.startswith(prefix) for k in canonical):
             # the prefix names a part of the converted checkpoint: that part is the model
             converted, fmt = strip_prefix(canonical, prefix), read_as
-            left_out = sorted({k.split('.')[0] + '.' for k in canonical
-                               if not k.startswith(prefix)})
+            left_out = sorted(
+                {k.split('.')[0] + '.'
+                 for k in canonical if not k.startswith(prefix)})
         elif any(k.startswith(prefix) for k in state_dict):
             state_dict, wrapper = strip_prefix(state_dict, prefix), None
         else:
@@ -142,7 +148,11 @@ def fit_checkpoint(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
     return fit_state_dict(converted, model_state, target, left_out, model), fmt, target
 
 
-def log_fit(fit: FitResult, source: str, name: str, fmt: str, target: str,
+def log_fit(fit: FitResult,
+            source: str,
+            name: str,
+            fmt: str,
+            target: str,
             logger: Any = 'current') -> None:
     """Say in the log what was loaded, dropped, copied, resized and kept, by name."""
     from mmengine.logging import print_log
@@ -153,9 +163,13 @@ def log_fit(fit: FitResult, source: str, name: str, fmt: str, target: str,
         print_log(f'  {note}', logger=logger, level=logging.WARNING)
 
 
-def load_converted_state_dict(model: nn.Module, checkpoint: Any, fmt: Optional[str] = None,
-                              prefix: Optional[str] = None, strict: bool = True,
-                              target: Optional[str] = None, source: str = 'checkpoint',
+def load_converted_state_dict(model: nn.Module,
+                              checkpoint: Any,
+                              fmt: Optional[str] = None,
+                              prefix: Optional[str] = None,
+                              strict: bool = True,
+                              target: Optional[str] = None,
+                              source: str = 'checkpoint',
                               logger: Any = 'current') -> LoadReport:
     """Stages detect -> convert -> fit -> load of a loaded checkpoint into ``model``.
 
@@ -185,14 +199,25 @@ def load_converted_state_dict(model: nn.Module, checkpoint: Any, fmt: Optional[s
     log_fit(fit, source, name, fmt, target, logger)
     if fit.missing or fit.unexpected:
         from mmengine.logging import print_log
-        print_log(f'  not loaded (strict=False): missing {_shorten(fit.missing)}; '
-                  f'unexpected {_shorten(fit.unexpected)}', logger=logger, level=logging.WARNING)
-    return LoadReport(fmt=fmt, target=target, notes=fit.notes, kept_init=fit.kept_init,
-                      missing=fit.missing, unexpected=fit.unexpected)
+        print_log(
+            f'  not loaded (strict=False): missing {_shorten(fit.missing)}; '
+            f'unexpected {_shorten(fit.unexpected)}',
+            logger=logger,
+            level=logging.WARNING)
+    return LoadReport(
+        fmt=fmt,
+        target=target,
+        notes=fit.notes,
+        kept_init=fit.kept_init,
+        missing=fit.missing,
+        unexpected=fit.unexpected)
 
 
-def load_pretrained(module: nn.Module, checkpoint: Any, prefix: Optional[str] = None,
-                    strict: bool = True, fmt: Optional[str] = None,
+def load_pretrained(module: nn.Module,
+                    checkpoint: Any,
+                    prefix: Optional[str] = None,
+                    strict: bool = True,
+                    fmt: Optional[str] = None,
                     map_location: Any = 'cpu') -> LoadReport:
     """Load a checkpoint of any known format into ``module``: the whole pipeline.
 
@@ -215,12 +240,14 @@ def load_pretrained(module: nn.Module, checkpoint: Any, prefix: Optional[str] = 
     """
     source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) else 'checkpoint'
     loaded = read_checkpoint(checkpoint, map_location)
-    return load_converted_state_dict(module, loaded, fmt=fmt, prefix=prefix, strict=strict,
-                                     source=str(source))
+    return load_converted_state_dict(
+        module, loaded, fmt=fmt, prefix=prefix, strict=strict, source=str(source))
 
 
-def convert_file(src: Any, dst: str, fmt: Optional[str] = None, target: Optional[str] = None
-                 ) -> Dict[str, Any]:
+def convert_file(src: Any,
+                 dst: str,
+                 fmt: Optional[str] = None,
+                 target: Optional[str] = None) -> Dict[str, Any]:
     """Convert a checkpoint (path, URL, transformers folder) to an mmbeit checkpoint file.
 
     The file is ``{'state_dict': ..., 'meta': {...}}`` as mmengine writes it, so
@@ -245,10 +272,26 @@ def convert_file(src: Any, dst: str, fmt: Optional[str] = None, target: Optional
     os.makedirs(folder, exist_ok=True)
     if dst.endswith('.safetensors'):
         from safetensors.torch import save_file
-        save_file(dict(state_dict), dst,
-                  metadata={'format': 'pt', 'converted_from': fmt, 'target': target})
+        save_file(
+            dict(state_dict),
+            dst,
+            metadata={
+                'format': 'pt',
+                'converted_from': fmt,
+                'target': target
+            })
     else:
-        torch.save({'state_dict': state_dict,
-                    'meta': {'converted_from': fmt, 'target': target, 'source': str(src)}}, dst)
-    return dict(fmt=fmt, target=target, left_out=[ROLE_NAMES[r] for r in left_out],
-                num_keys=len(state_dict))
+        torch.save(
+            {
+                'state_dict': state_dict,
+                'meta': {
+                    'converted_from': fmt,
+                    'target': target,
+                    'source': str(src)
+                }
+            }, dst)
+    return dict(
+        fmt=fmt,
+        target=target,
+        left_out=[ROLE_NAMES[r] for r in left_out],
+        num_keys=len(state_dict))

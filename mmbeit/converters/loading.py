@@ -3,5 +3,7 @@ from .load import (CheckpointMismatchError, LoadReport, convert_file, load_conve
                    load_pretrained)
 from .read import read_checkpoint
 
-__all__ = ['CheckpointMismatchError', 'LoadReport', 'read_checkpoint', 'load_pretrained',
-           'load_converted_state_dict', 'convert_file']
+__all__ = [
+    'CheckpointMismatchError', 'LoadReport', 'read_checkpoint', 'load_pretrained',
+    'load_converted_state_dict', 'convert_file'
+]

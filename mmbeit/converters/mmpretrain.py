@@ -4,7 +4,8 @@
 their modules the same way::
 
     cls_token, [mask_token], [pos_embed], patch_embed.projection.{weight,bias},
-    [rel_pos_bias.relative_position_bias_table] (shared), layers.{i}.ln1, layers.{i}.attn.qkv.weight,
+    [rel_pos_bias.relative_position_bias_table] (shared), layers.{i}.ln1,
+    layers.{i}.attn.qkv.weight,
     layers.{i}.attn.{q_bias,v_bias,proj}, [layers.{i}.attn.relative_position_bias_table],
     layers.{i}.ln2, layers.{i}.ffn.layers.0.0 (fc1), layers.{i}.ffn.layers.1 (fc2),
     layers.{i}.gamma_1, layers.{i}.gamma_2, [ln1] (final norm), [ln2] (avg_featmap norm)
@@ -22,7 +23,7 @@ import torch
 
 from . import dalle
 from .layout import MIM_HEAD_LINEAR
-from .rules import Rule, StateDict, apply_rules, add_prefix, prefix_rules, strip_prefix
+from .rules import Rule, StateDict, add_prefix, apply_rules, prefix_rules, strip_prefix
 
 NAME = 'mmpretrain'
 
@@ -33,7 +34,8 @@ BACKBONE_RULES: List[Rule] = [
     (r'rel_pos_bias\.relative_position_bias_table', 'rel_pos_bias.table'),
     (r'rel_pos_bias\.relative_position_index', None),  # a buffer we rebuild
     (r'layers\.(\d+)\.ln([12])\.(weight|bias)', r'layers.\1.norm\2.\3'),
-    (r'layers\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)', r'layers.\1.attn.\2'),
+    (r'layers\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)',
+     r'layers.\1.attn.\2'),
     (r'layers\.(\d+)\.attn\.relative_position_bias_table', r'layers.\1.attn.rel_pos_bias.table'),
     (r'layers\.(\d+)\.attn\.relative_position_index', None),
     (r'layers\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)', r'layers.\1.mlp.fc1.\2'),
@@ -55,8 +57,9 @@ BARE_RULES: List[Rule] = prefix_rules(BACKBONE_RULES, '', 'backbone.')
 
 def is_openmmlab_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Keys like ``layers.0.ln1.weight`` / ``layers.0.ffn.layers.0.0.weight``."""
-    return any(('layers.0.ln1.' in k or 'layers.0.ffn.layers.0.0.' in k)
-               and k.split('layers.0.')[0] in ('', 'backbone.') for k in state_dict)
+    return any(
+        ('layers.0.ln1.' in k or 'layers.0.ffn.layers.0.0.' in k) and k.split('layers.0.')[0] in (
+            '', 'backbone.') for k in state_dict)
 
 
 def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
@@ -77,8 +80,8 @@ def convert_target_generator(state_dict: Mapping[str, torch.Tensor]) -> StateDic
 
 def convert(state_dict: Mapping[str, torch.Tensor], fmt: str = NAME) -> StateDict:
     """mmpretrain state dict (whole model or bare backbone) -> mmbeit's canonical layout."""
-    rest = OrderedDict((k, v) for k, v in state_dict.items()
-                       if not k.startswith('target_generator.'))
+    rest = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not k.startswith('target_generator.'))
     if any(k.startswith('backbone.') for k in rest):
         out = apply_rules(rest, RULES, fmt)
     else:

@@ -36,11 +36,13 @@ NECK_AND_HEAD_RULES: List[Rule] = [
     (r'data_preprocessor\..+', None),
 ]
 
-RULES: List[Rule] = (prefix_rules(mmpretrain.BACKBONE_RULES + BEIT2MMSEG_RULES, 'backbone.', 'backbone.')
-                     + NECK_AND_HEAD_RULES)
-BARE_RULES: List[Rule] = (prefix_rules(mmpretrain.BACKBONE_RULES + BEIT2MMSEG_RULES, '', 'backbone.')
-                          + [(r'head\.(weight|bias)', r'cls_head.fc.\1'),
-                             (r'lm_head\.(weight|bias)', rf'mim_head.{MIM_HEAD_LINEAR}.\1')])
+RULES: List[Rule] = (
+    prefix_rules(mmpretrain.BACKBONE_RULES + BEIT2MMSEG_RULES, 'backbone.', 'backbone.') +
+    NECK_AND_HEAD_RULES)
+BARE_RULES: List[Rule] = (
+    prefix_rules(mmpretrain.BACKBONE_RULES + BEIT2MMSEG_RULES, '', 'backbone.') +
+    [(r'head\.(weight|bias)', r'cls_head.fc.\1'),
+     (r'lm_head\.(weight|bias)', rf'mim_head.{MIM_HEAD_LINEAR}.\1')])
 
 
 def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:

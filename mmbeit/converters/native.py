@@ -14,7 +14,8 @@ from .rules import StateDict
 
 NAME = 'mmbeit'
 
-_BEIT_LAYER = re.compile(r'(?:backbone\.)?layers\.\d+\.(?:norm1\.weight|attn\.qkv\.weight|mlp\.fc1\.weight)')
+_BEIT_LAYER = re.compile(
+    r'(?:backbone\.)?layers\.\d+\.(?:norm1\.weight|attn\.qkv\.weight|mlp\.fc1\.weight)')
 _OPENMMLAB_LAYER = re.compile(r'(?:backbone\.)?layers\.\d+\.(?:ln1|ffn)\.')
 _DALLE = re.compile(r'(?:target_generator\.)?(?:(?:stem|head)\.(?:weight|bias)'
                     r'|stages\.\d+\.\d+\.(?:shortcut|conv[1-4])\.(?:weight|bias))')
@@ -45,7 +46,7 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
         k.startswith('target_generator.') for k in state_dict)
     unknown = []
     for k, v in state_dict.items():
-        if k.startswith(('backbone.',) + _PARTS):
+        if k.startswith(('backbone.', ) + _PARTS):
             out[k] = v
         elif k.startswith('head.'):
             out[('mim_head.' if pretrain else 'cls_head.') + k[len('head.'):]] = v

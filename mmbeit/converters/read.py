@@ -21,8 +21,10 @@ import torch.nn as nn
 
 from .rules import StateDict, strip_prefix
 
-__all__ = ['WRAPPER_KEYS', 'read_checkpoint', 'unwrap_checkpoint', 'is_transformers_dir',
-           'load_transformers_dir', 'is_pickled_module', 'load_openai_dall_e_pickle']
+__all__ = [
+    'WRAPPER_KEYS', 'read_checkpoint', 'unwrap_checkpoint', 'is_transformers_dir',
+    'load_transformers_dir', 'is_pickled_module', 'load_openai_dall_e_pickle'
+]
 
 # Keys under which training scripts nest the weights: mmengine / mmcv ('state_dict'),
 # unilm and DeiT-style scripts ('model', 'module'), a few others ('model_state').
@@ -81,16 +83,16 @@ def unwrap_checkpoint(checkpoint: Any) -> Tuple[StateDict, Optional[str]]:
     for _ in range(4):
         if not isinstance(obj, Mapping):
             break
-        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]),
-                     None)
+        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
         if inner is not None and not _is_tensor_dict(obj):
             wrapper = wrapper or inner
             obj = obj[inner]
             continue
         break
     if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
-        top = (list(checkpoint.keys())[:8] if isinstance(checkpoint, Mapping)
-               else type(checkpoint).__name__)
+        top = (
+            list(checkpoint.keys())[:8]
+            if isinstance(checkpoint, Mapping) else type(checkpoint).__name__)
         raise ValueError(f'the checkpoint holds no state dict (a mapping of names to tensors) '
                          f'directly or under {WRAPPER_KEYS}; its top level is {top}')
     state_dict: StateDict = OrderedDict(

@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 import torch
 
 __all__ = [
-    'Rule', 'StateDict', 'apply_rules', 'prefix_rules', 'strip_prefix', 'add_prefix',
-    'fuse_qkv', 'split_qkv', 'first_keys', 'shorten'
+    'Rule', 'StateDict', 'apply_rules', 'prefix_rules', 'strip_prefix', 'add_prefix', 'fuse_qkv',
+    'split_qkv', 'first_keys', 'shorten'
 ]
 
 StateDict = Dict[str, torch.Tensor]
@@ -97,12 +97,16 @@ def prefix_rules(rules: Iterable[Rule], src_prefix: str = '', dst_prefix: str = 
 
 
 def _prefixed(fn: Callable[['re.Match'], str], prefix: str) -> Callable[['re.Match'], str]:
+
     def rename(m: 're.Match') -> str:
         return prefix + fn(m)
+
     return rename
 
 
-def strip_prefix(state_dict: Mapping[str, Any], prefix: str, keep_others: bool = False) -> StateDict:
+def strip_prefix(state_dict: Mapping[str, Any],
+                 prefix: str,
+                 keep_others: bool = False) -> StateDict:
     """Keys under ``prefix`` with the prefix removed (others dropped unless ``keep_others``)."""
     out: StateDict = OrderedDict()
     for k, v in state_dict.items():

@@ -3,13 +3,15 @@
 On disk (``save_pretrained``; the Hub's ``microsoft/beit-*`` models) transformers
 keeps its original names, under ``beit.`` in the task models::
 
-    beit.embeddings.{cls_token,mask_token,position_embeddings}, beit.embeddings.patch_embeddings.projection,
+    beit.embeddings.{cls_token,mask_token,position_embeddings},
+    beit.embeddings.patch_embeddings.projection,
     beit.encoder.relative_position_bias.relative_position_bias_table (shared),
     beit.encoder.layer.{i}.layernorm_before / layernorm_after,
     beit.encoder.layer.{i}.attention.attention.{query,key,value} (separate; key has no bias),
     beit.encoder.layer.{i}.attention.attention.relative_position_bias.relative_position_bias_table,
     beit.encoder.layer.{i}.attention.output.dense, .intermediate.dense, .output.dense,
-    beit.encoder.layer.{i}.lambda_1 / lambda_2, beit.layernorm, beit.pooler.layernorm (mean pooling),
+    beit.encoder.layer.{i}.lambda_1 / lambda_2, beit.layernorm,
+    beit.pooler.layernorm (mean pooling),
     classifier (BeitForImageClassification), layernorm + lm_head (BeitForMaskedImageModeling),
     fpn1.{0,1,3}, fpn2.0, decode_head.*, auxiliary_head.* (BeitForSemanticSegmentation)
 
@@ -35,9 +37,11 @@ from .layout import MIM_HEAD_LINEAR
 from .read import INDEX_FILES, WEIGHT_FILES, is_transformers_dir, load_transformers_dir
 from .rules import Rule, StateDict, apply_rules, fuse_qkv, prefix_rules
 
-__all__ = ['NAME', 'TASKS', 'ARCHITECTURES', 'WEIGHT_FILES', 'INDEX_FILES', 'BACKBONE_RULES',
-           'HEAD_RULES', 'matches', 'convert', 'is_transformers_dir', 'load_transformers_dir',
-           'mmbeit_model_cfg', 'hf_out_index_to_layer', 'layer_to_hf_out_index']
+__all__ = [
+    'NAME', 'TASKS', 'ARCHITECTURES', 'WEIGHT_FILES', 'INDEX_FILES', 'BACKBONE_RULES', 'HEAD_RULES',
+    'matches', 'convert', 'is_transformers_dir', 'load_transformers_dir', 'mmbeit_model_cfg',
+    'hf_out_index_to_layer', 'layer_to_hf_out_index'
+]
 
 NAME = 'transformers'
 TASKS = ('classification', 'mim', 'segmentation')
@@ -132,10 +136,11 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
     task = {v: k for k, v in ARCHITECTURES.items()}.get(arch, 'backbone')
     image_size = config.get('image_size', 224)
     backbone = dict(
-        arch=dict(embed_dims=config.get('hidden_size', 768),
-                  num_layers=config.get('num_hidden_layers', 12),
-                  num_heads=config.get('num_attention_heads', 12),
-                  feedforward_channels=config.get('intermediate_size', 3072)),
+        arch=dict(
+            embed_dims=config.get('hidden_size', 768),
+            num_layers=config.get('num_hidden_layers', 12),
+            num_heads=config.get('num_attention_heads', 12),
+            feedforward_channels=config.get('intermediate_size', 3072)),
         img_size=tuple(image_size) if isinstance(image_size, (list, tuple)) else image_size,
         patch_size=config.get('patch_size', 16),
         in_channels=config.get('num_channels', 3),
@@ -148,8 +153,8 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
     )
     mean_pooling = config.get('use_mean_pooling', True)
     if task == 'classification':
-        backbone.update(out_type='avg_featmap' if mean_pooling else 'cls_token',
-                        final_norm=not mean_pooling)
+        backbone.update(
+            out_type='avg_featmap' if mean_pooling else 'cls_token', final_norm=not mean_pooling)
     elif task == 'mim':
         backbone.update(out_type='raw', final_norm=True)
     elif task == 'segmentation':
@@ -157,26 +162,33 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
         if min(hf_indices) < 2:
             raise ValueError(f'config.json out_indices {hf_indices} take the patch embeddings '
                              '(entry 1); mmbeit\'s BEiT outputs transformer layers only')
-        backbone.update(out_type='featmap', final_norm=False,
-                        out_indices=tuple(hf_out_index_to_layer(i) for i in hf_indices))
+        backbone.update(
+            out_type='featmap',
+            final_norm=False,
+            out_indices=tuple(hf_out_index_to_layer(i) for i in hf_indices))
     id2label = config.get('id2label') or {}
     classes = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
-    out = dict(task=task, backbone=backbone, classes=classes,
-               num_classes=len(classes) if classes else config.get('num_labels'))
+    out = dict(
+        task=task,
+        backbone=backbone,
+        classes=classes,
+        num_classes=len(classes) if classes else config.get('num_labels'))
     if task == 'mim':
         out['vocab_size'] = config.get('vocab_size', 8192)
     if task == 'segmentation':
-        out.update(pool_scales=tuple(config.get('pool_scales', (1, 2, 3, 6))),
-                   channels=config.get('hidden_size', 768),
-                   use_auxiliary_head=config.get('use_auxiliary_head', True),
-                   auxiliary_channels=config.get('auxiliary_channels', 256),
-                   auxiliary_num_convs=config.get('auxiliary_num_convs', 1),
-                   auxiliary_concat_input=config.get('auxiliary_concat_input', False))
+        out.update(
+            pool_scales=tuple(config.get('pool_scales', (1, 2, 3, 6))),
+            channels=config.get('hidden_size', 768),
+            use_auxiliary_head=config.get('use_auxiliary_head', True),
+            auxiliary_channels=config.get('auxiliary_channels', 256),
+            auxiliary_num_convs=config.get('auxiliary_num_convs', 1),
+            auxiliary_concat_input=config.get('auxiliary_concat_input', False))
     return out
 
 
 def hf_out_index_to_layer(index: int) -> int:
-    """The 0-based layer ``BeitForSemanticSegmentation`` reads for its ``out_indices`` entry ``index``.
+    """The 0-based layer that ``BeitForSemanticSegmentation`` reads for ``out_indices`` entry
+    ``index``.
 
     transformers takes ``hidden_states[index - 1]`` and its ``hidden_states[0]`` is the
     patch embedding, so entry ``index`` is the output of layer ``index - 2``. (Its

@@ -35,7 +35,8 @@ BACKBONE_RULES: List[Rule] = [
     (r'rel_pos_bias\.relative_position_bias_table', 'rel_pos_bias.table'),
     (r'rel_pos_bias\.relative_position_index', None),  # a buffer we rebuild
     (r'blocks\.(\d+)\.norm([12])\.(weight|bias)', r'layers.\1.norm\2.\3'),
-    (r'blocks\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)', r'layers.\1.attn.\2'),
+    (r'blocks\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)',
+     r'layers.\1.attn.\2'),
     (r'blocks\.(\d+)\.attn\.relative_position_bias_table', r'layers.\1.attn.rel_pos_bias.table'),
     (r'blocks\.(\d+)\.attn\.(relative_position_index|k_bias)', None),  # buffers
     (r'blocks\.(\d+)\.gamma_([12])', r'layers.\1.gamma\2'),
@@ -59,23 +60,26 @@ SEG_HEAD_RULES: List[Rule] = [
 ]
 
 RULES: List[Rule] = prefix_rules(BACKBONE_RULES, '', 'backbone.') + HEAD_RULES
-SEG_RULES: List[Rule] = (prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.')
-                         + prefix_rules(FPN_RULES, 'backbone.', '') + SEG_HEAD_RULES)
+SEG_RULES: List[Rule] = (
+    prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.') +
+    prefix_rules(FPN_RULES, 'backbone.', '') + SEG_HEAD_RULES)
 
 
 def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
     """unilm and timm share key names; unilm files are wrapped or keep their index buffers."""
     if not is_unilm_layout(state_dict):
         return False
-    return (wrapper in ('model', 'module', 'state_dict')
-            or any(k.endswith('relative_position_index') or k.startswith(('lm_head.', 'backbone.'))
-                   or k == 'mask_token' for k in state_dict))
+    return (wrapper in ('model', 'module', 'state_dict') or any(
+        k.endswith('relative_position_index') or k.startswith(('lm_head.',
+                                                               'backbone.')) or k == 'mask_token'
+        for k in state_dict))
 
 
 def is_unilm_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Keys like ``blocks.0.attn.qkv.weight`` (optionally under ``backbone.``)."""
-    return any(k.startswith(('blocks.', 'backbone.blocks.')) and '.attn.qkv.weight' in k
-               for k in state_dict)
+    return any(
+        k.startswith(('blocks.', 'backbone.blocks.')) and '.attn.qkv.weight' in k
+        for k in state_dict)
 
 
 def convert(state_dict: Mapping[str, torch.Tensor], fmt: str = NAME) -> StateDict:

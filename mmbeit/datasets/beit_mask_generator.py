@@ -36,15 +36,14 @@ class Block(NamedTuple):
     width: int
 
 
-def generate_block_mask(
-        rng: np.random.Generator,
-        input_size: Tuple[int, int],
-        num_masking_patches: int,
-        min_num_patches: int = 16,
-        max_num_patches: Optional[int] = None,
-        min_aspect: float = 0.3,
-        max_aspect: Optional[float] = None,
-        max_attempts: int = 10) -> Tuple[np.ndarray, List[Block], int]:
+def generate_block_mask(rng: np.random.Generator,
+                        input_size: Tuple[int, int],
+                        num_masking_patches: int,
+                        min_num_patches: int = 16,
+                        max_num_patches: Optional[int] = None,
+                        min_aspect: float = 0.3,
+                        max_aspect: Optional[float] = None,
+                        max_attempts: int = 10) -> Tuple[np.ndarray, List[Block], int]:
     """Draw one blockwise mask (a pure function of ``rng``'s state).
 
     Args:
@@ -65,15 +64,12 @@ def generate_block_mask(
     """
     height, width = input_size
     if not 0 <= num_masking_patches <= height * width:
-        raise ValueError(
-            f'num_masking_patches must be in [0, {height * width}] for a '
-            f'{height}x{width} grid, got {num_masking_patches}')
-    max_num_patches = (num_masking_patches
-                       if max_num_patches is None else max_num_patches)
+        raise ValueError(f'num_masking_patches must be in [0, {height * width}] for a '
+                         f'{height}x{width} grid, got {num_masking_patches}')
+    max_num_patches = (num_masking_patches if max_num_patches is None else max_num_patches)
     max_aspect = 1 / min_aspect if max_aspect is None else max_aspect
 
-    placements = _placements(height, width, min_num_patches,
-                             float(min_aspect), float(max_aspect))
+    placements = _placements(height, width, min_num_patches, float(min_aspect), float(max_aspect))
 
     mask = np.zeros((height, width), dtype=bool)
     blocks: List[Block] = []
@@ -81,8 +77,8 @@ def generate_block_mask(
     count = 0
     while count < num_masking_patches:
         budget = min(num_masking_patches - count, max_num_patches)
-        block = _random_block(rng, mask, budget, min_num_patches,
-                              min_aspect, max_aspect, max_attempts)
+        block = _random_block(rng, mask, budget, min_num_patches, min_aspect, max_aspect,
+                              max_attempts)
         if block is None:
             block = _searched_block(rng, mask, budget, placements)
         if block is None:  # no block of the allowed shapes adds <= budget
@@ -96,9 +92,8 @@ def generate_block_mask(
     return mask, blocks, num_filled
 
 
-def _random_block(rng: np.random.Generator, mask: np.ndarray, budget: int,
-                  min_num_patches: int, min_aspect: float,
-                  max_aspect: float, max_attempts: int) -> Optional[Block]:
+def _random_block(rng: np.random.Generator, mask: np.ndarray, budget: int, min_num_patches: int,
+                  min_aspect: float, max_aspect: float, max_attempts: int) -> Optional[Block]:
     """BEiT's Algorithm 1: area uniform, aspect ratio log-uniform.
 
     The area is at least ``min_num_patches``; near the end a block adds
@@ -107,8 +102,7 @@ def _random_block(rng: np.random.Generator, mask: np.ndarray, budget: int,
     height, width = mask.shape
     log_aspect = (np.log(min_aspect), np.log(max_aspect))
     for _ in range(max_attempts):
-        target_area = rng.uniform(min_num_patches,
-                                   max(min_num_patches, budget))
+        target_area = rng.uniform(min_num_patches, max(min_num_patches, budget))
         aspect = np.exp(rng.uniform(*log_aspect))
         h = int(round(np.sqrt(target_area * aspect)))
         w = int(round(np.sqrt(target_area / aspect)))
@@ -133,10 +127,10 @@ def _searched_block(rng: np.random.Generator, mask: np.ndarray, budget: int,
         return None
     top, left, h, w = placements.T
     # integral image: the masked patches of every placement in one gather
-    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1),
-                      ((1, 0), (1, 0)))
-    covered = (integral[top + h, left + w] - integral[top, left + w] -
-               integral[top + h, left] + integral[top, left])
+    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    covered = (
+        integral[top + h, left + w] - integral[top, left + w] - integral[top + h, left] +
+        integral[top, left])
     num_new = h * w - covered
     num_new[num_new > budget] = 0
     best = num_new.max()
@@ -147,19 +141,20 @@ def _searched_block(rng: np.random.Generator, mask: np.ndarray, budget: int,
 
 
 @functools.lru_cache(maxsize=16)
-def _placements(height: int, width: int, min_num_patches: int,
-                min_aspect: float, max_aspect: float) -> np.ndarray:
+def _placements(height: int, width: int, min_num_patches: int, min_aspect: float,
+                max_aspect: float) -> np.ndarray:
     """Every position of every allowed block shape: [N, 4] (t, l, h, w)."""
     rows = []
     for h in range(1, height + 1):
         for w in range(1, width + 1):
-            if h * w >= min_num_patches and _aspect_ok(h, w, min_aspect,
-                                                       max_aspect):
-                t, l_ = np.meshgrid(np.arange(height - h + 1),
-                                    np.arange(width - w + 1), indexing='ij')
-                rows.append(np.stack([t.ravel(), l_.ravel(),
-                                      np.full(t.size, h),
-                                      np.full(t.size, w)], axis=1))
+            if h * w >= min_num_patches and _aspect_ok(h, w, min_aspect, max_aspect):
+                t, l_ = np.meshgrid(
+                    np.arange(height - h + 1), np.arange(width - w + 1), indexing='ij')
+                rows.append(
+                    np.stack(
+                        [t.ravel(), l_.ravel(),
+                         np.full(t.size, h),
+                         np.full(t.size, w)], axis=1))
     if not rows:
         return np.zeros((0, 4), dtype=np.int64)
     out = np.concatenate(rows).astype(np.int64)
@@ -178,8 +173,7 @@ def _fill(rng: np.random.Generator, mask: np.ndarray, num: int) -> None:
     when the block shapes cannot add the few patches still missing)."""
     for _ in range(num):
         padded = np.pad(mask, 1).astype(np.int8)
-        neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] +
-                      padded[1:-1, :-2] + padded[1:-1, 2:])
+        neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
         score = np.where(mask, -1, neighbours).ravel()
         choices = np.flatnonzero(score == score.max())
         mask.flat[choices[int(rng.integers(len(choices)))]] = True
@@ -233,17 +227,15 @@ class BEiTMaskGenerator(BaseTransform):
             input_size = (input_size, input_size)
         self.input_size = tuple(input_size)
         if (len(self.input_size) != 2
-                or not all(isinstance(s, int) and s > 0
-                           for s in self.input_size)):
+                or not all(isinstance(s, int) and s > 0 for s in self.input_size)):
             raise ValueError('BEiTMaskGenerator: input_size must be a '
                              f'positive int or (height, width), got '
                              f'{input_size!r}')
         num_patches = self.input_size[0] * self.input_size[1]
         if not 0 <= num_masking_patches <= num_patches:
-            raise ValueError(
-                f'BEiTMaskGenerator: num_masking_patches must be in [0, '
-                f'{num_patches}] for input_size {self.input_size}, got '
-                f'{num_masking_patches}')
+            raise ValueError(f'BEiTMaskGenerator: num_masking_patches must be in [0, '
+                             f'{num_patches}] for input_size {self.input_size}, got '
+                             f'{num_masking_patches}')
         if min_num_patches < 1:
             raise ValueError('BEiTMaskGenerator: min_num_patches must be >= '
                              f'1, got {min_num_patches}')
@@ -252,9 +244,8 @@ class BEiTMaskGenerator(BaseTransform):
                              f'1 or None, got {max_num_patches}')
         max_aspect = 1 / min_aspect if max_aspect is None else max_aspect
         if not 0 < min_aspect <= max_aspect:
-            raise ValueError(
-                'BEiTMaskGenerator: need 0 < min_aspect <= max_aspect, got '
-                f'min_aspect={min_aspect}, max_aspect={max_aspect}')
+            raise ValueError('BEiTMaskGenerator: need 0 < min_aspect <= max_aspect, got '
+                             f'min_aspect={min_aspect}, max_aspect={max_aspect}')
         if max_attempts < 1:
             raise ValueError('BEiTMaskGenerator: max_attempts must be >= 1, '
                              f'got {max_attempts}')
@@ -281,10 +272,9 @@ class BEiTMaskGenerator(BaseTransform):
 
     def generate(self, rng: np.random.Generator) -> np.ndarray:
         """One mask [H, W] (bool) drawn from ``rng``."""
-        mask, _, _ = generate_block_mask(
-            rng, self.input_size, self.num_masking_patches,
-            self.min_num_patches, self.max_num_patches, self.min_aspect,
-            self.max_aspect, self.max_attempts)
+        mask, _, _ = generate_block_mask(rng, self.input_size, self.num_masking_patches,
+                                         self.min_num_patches, self.max_num_patches,
+                                         self.min_aspect, self.max_aspect, self.max_attempts)
         return mask
 
     def transform(self, results: dict) -> dict:
@@ -299,8 +289,7 @@ class BEiTMaskGenerator(BaseTransform):
         owner = (os.getpid(), _worker_id(), self._epoch)
         if self._rng is None or self._rng_owner != owner:
             if self.seed is None:
-                entropy = [int(v) for v in np.random.randint(
-                    0, 2**32, size=4, dtype=np.uint64)]
+                entropy = [int(v) for v in np.random.randint(0, 2**32, size=4, dtype=np.uint64)]
             else:
                 entropy = [self.seed, _rank(), owner[1] + 1]
                 if self._epoch is not None:

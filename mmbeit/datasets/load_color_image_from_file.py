@@ -31,13 +31,19 @@ class LoadColorImageFromFile(LoadImageFromFile):
         backend_args: File backend arguments, see ``mmengine.fileio``.
     """
 
-    def __init__(self, on_error: str = 'raise', to_float32: bool = False,
-                 imdecode_backend: str = 'cv2', backend_args: Optional[dict] = None) -> None:
+    def __init__(self,
+                 on_error: str = 'raise',
+                 to_float32: bool = False,
+                 imdecode_backend: str = 'cv2',
+                 backend_args: Optional[dict] = None) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f'unknown on_error {on_error!r}; choose one of {ON_ERROR}')
-        super().__init__(to_float32=to_float32, color_type='color',
-                         imdecode_backend=imdecode_backend, ignore_empty=False,
-                         backend_args=backend_args)
+        super().__init__(
+            to_float32=to_float32,
+            color_type='color',
+            imdecode_backend=imdecode_backend,
+            ignore_empty=False,
+            backend_args=backend_args)
         self.on_error = on_error
 
     def transform(self, results: dict) -> Optional[dict]:
@@ -47,10 +53,10 @@ class LoadColorImageFromFile(LoadImageFromFile):
         except FileNotFoundError as e:
             return self._fail(FileNotFoundError(f'image file not found: {filename}'), e)
         except Exception as e:  # decoders raise many kinds; mmcv asserts on cv2's None
-            return self._fail(OSError(
-                f'cannot decode the image file {filename} ({type(e).__name__}: {e}); it is '
-                'corrupt, truncated or not an image. Replace or remove it, or load with '
-                "on_error='skip'."), e)
+            return self._fail(
+                OSError(f'cannot decode the image file {filename} ({type(e).__name__}: {e}); it is '
+                        'corrupt, truncated or not an image. Replace or remove it, or load with '
+                        "on_error='skip'."), e)
         results['img'] = _to_three_channels(results['img'])
         return results
 

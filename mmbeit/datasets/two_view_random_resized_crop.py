@@ -85,13 +85,12 @@ class TwoViewRandomResizedCrop(BaseTransform):
         if backend not in _INTERPOLATIONS:
             raise ValueError('TwoViewRandomResizedCrop: backend must be one '
                              f'of {list(_INTERPOLATIONS)}, got {backend!r}')
-        for name, value in (('interpolation', interpolation),
-                            ('second_interpolation', second_interpolation)):
+        for name, value in (('interpolation', interpolation), ('second_interpolation',
+                                                               second_interpolation)):
             if value not in _INTERPOLATIONS[backend]:
-                raise ValueError(
-                    f'TwoViewRandomResizedCrop: {name} must be one of '
-                    f'{list(_INTERPOLATIONS[backend])} with backend '
-                    f'{backend!r}, got {value!r}')
+                raise ValueError(f'TwoViewRandomResizedCrop: {name} must be one of '
+                                 f'{list(_INTERPOLATIONS[backend])} with backend '
+                                 f'{backend!r}, got {value!r}')
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
         self.interpolation = interpolation
@@ -129,8 +128,8 @@ class TwoViewRandomResizedCrop(BaseTransform):
         views = [
             mmcv.imresize(crop, (size[1], size[0]), interpolation=interp,
                           backend=self.backend)  # mmcv takes (w, h)
-            for size, interp in ((self.size, self.interpolation),
-                                 (self.second_size, self.second_interpolation))
+            for size, interp in ((self.size, self.interpolation), (self.second_size,
+                                                                   self.second_interpolation))
         ]
         results['img'] = views
         results['img_shape'] = views[0].shape[:2]

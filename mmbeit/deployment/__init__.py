@@ -13,14 +13,20 @@ they are imported only where used, so importing this package costs nothing::
 import importlib
 from typing import Any
 
-__all__ = ['export_model', 'export_module', 'ExportResult', 'ExportCheckError', 'wrap_for_export',
-           'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT']
+__all__ = [
+    'export_model', 'export_module', 'ExportResult', 'ExportCheckError', 'wrap_for_export',
+    'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT'
+]
 
 _LAZY = {
-    'export_model': '.export', 'export_module': '.export', 'ExportResult': '.export',
-    'ExportCheckError': '.export', 'DEPLOY_INSTALL_HINT': '.export',
+    'export_model': '.export',
+    'export_module': '.export',
+    'ExportResult': '.export',
+    'ExportCheckError': '.export',
+    'DEPLOY_INSTALL_HINT': '.export',
     'wrap_for_export': '.wrappers',
-    'build_onnx_model': '.onnx_model', 'ONNXModel': '.onnx_model',
+    'build_onnx_model': '.onnx_model',
+    'ONNXModel': '.onnx_model',
 }
 
 

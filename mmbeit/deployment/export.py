@@ -52,12 +52,15 @@ class ExportResult:
         return max((d for _, d in self.checks), default=float('nan'))
 
     def summary(self) -> str:
-        lines = [f'{self.fmt} {self.task} model written to {self.path} '
-                 f'(traced at {list(self.input_shape)}, dynamic={self.dynamic}, '
-                 f'{self.export_seconds:.1f} s)']
+        lines = [
+            f'{self.fmt} {self.task} model written to {self.path} '
+            f'(traced at {list(self.input_shape)}, dynamic={self.dynamic}, '
+            f'{self.export_seconds:.1f} s)'
+        ]
         backend = 'onnxruntime' if self.fmt == 'onnx' else 'torch.export program'
-        lines += [f'  {backend} vs PyTorch at {list(s)}: max abs diff {d:.3g}'
-                  for s, d in self.checks]
+        lines += [
+            f'  {backend} vs PyTorch at {list(s)}: max abs diff {d:.3g}' for s, d in self.checks
+        ]
         return '\n'.join(lines)
 
 
@@ -90,8 +93,13 @@ def _dynamic_shapes(multiple: int, min_side: int) -> Dict[str, Dict[int, Any]]:
     return {'inputs': {0: batch, 2: multiple * rows, 3: multiple * cols}}
 
 
-def export_module(module: nn.Module, example: torch.Tensor, out: str, fmt: str = 'onnx',
-                  dynamic: bool = False, multiple: int = 1, min_side: int = 1,
+def export_module(module: nn.Module,
+                  example: torch.Tensor,
+                  out: str,
+                  fmt: str = 'onnx',
+                  dynamic: bool = False,
+                  multiple: int = 1,
+                  min_side: int = 1,
                   metadata: Optional[Dict[str, str]] = None) -> str:
     """Export ``module(inputs) -> logits`` traced on ``example`` [B, 3, H, W].
 
@@ -113,14 +121,18 @@ def export_module(module: nn.Module, example: torch.Tensor, out: str, fmt: str =
     dynamic_shapes = _dynamic_shapes(multiple, min_side) if dynamic else None
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     if fmt == 'pt2':
-        program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
+        program = torch.export.export(module, (example, ), dynamic_shapes=dynamic_shapes)
         torch.export.save(program, out)
         return out
     for name in ('onnx', 'onnxscript'):
         import_deploy_module(name)
-    program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
-                                input_names=['inputs'], output_names=['logits'],
-                                verbose=False)
+    program = torch.onnx.export(
+        module, (example, ),
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        input_names=['inputs'],
+        output_names=['logits'],
+        verbose=False)
     for key, value in (metadata or {}).items():
         program.model.metadata_props[key] = value
     program.save(out)
@@ -132,7 +144,9 @@ def _reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
-def check_exported(path: str, module: nn.Module, inputs: Sequence[torch.Tensor],
+def check_exported(path: str,
+                   module: nn.Module,
+                   inputs: Sequence[torch.Tensor],
                    fmt: str = 'onnx') -> List[Tuple[Tuple[int, ...], float]]:
     """Max abs diff between the exported file (onnxruntime, or the loaded pt2 program) and
     ``module`` on each input: ``[(input shape, diff), ...]``."""
@@ -149,6 +163,7 @@ def check_exported(path: str, module: nn.Module, inputs: Sequence[torch.Tensor],
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 return program(x)
+
     checks = []
     for x in inputs:
         ref, got = _reference(module, x), run(x)
@@ -160,14 +175,21 @@ def check_exported(path: str, module: nn.Module, inputs: Sequence[torch.Tensor],
 
 
 def _json_meta(meta: Optional[dict]) -> str:
+
     def plain(o: Any) -> Any:
         return o.tolist() if hasattr(o, 'tolist') else list(o)
+
     return json.dumps(dict(meta or {}), default=plain)
 
 
-def export_model(model: nn.Module, out: str, shape: Optional[Tuple[int, int]] = None,
-                 dynamic: bool = False, fmt: str = 'onnx', check: bool = True,
-                 tol: float = 1e-4, seed: int = 0) -> ExportResult:
+def export_model(model: nn.Module,
+                 out: str,
+                 shape: Optional[Tuple[int, int]] = None,
+                 dynamic: bool = False,
+                 fmt: str = 'onnx',
+                 check: bool = True,
+                 tol: float = 1e-4,
+                 seed: int = 0) -> ExportResult:
     """Export a built classifier or segmentor and check the file.
 
     Args:
@@ -203,17 +225,22 @@ def export_model(model: nn.Module, out: str, shape: Optional[Tuple[int, int]] = 
     example = torch.randn(2 if dynamic else 1, 3, H, W, generator=gen)
     # a segmentor's 0.5x pyramid level max-pools the patch grid: at least 2 patches a side
     min_side = 2 if task == 'segmentation' else 1
-    metadata = {META_TASK: task, META_DATASET: _json_meta(getattr(model, 'dataset_meta', None)),
-                META_SHAPE: json.dumps([None if dynamic else 1, 3, None if dynamic else H,
-                                        None if dynamic else W])}
+    metadata = {
+        META_TASK:
+        task,
+        META_DATASET:
+        _json_meta(getattr(model, 'dataset_meta', None)),
+        META_SHAPE:
+        json.dumps([None if dynamic else 1, 3, None if dynamic else H, None if dynamic else W])
+    }
     start = time.perf_counter()
     export_module(module, example, out, fmt, dynamic, multiple, min_side, metadata)
     result = ExportResult(out, fmt, task, tuple(example.shape), dynamic,
                           time.perf_counter() - start)
     if check:
         if dynamic:  # another batch and a non-square size
-            second = torch.randn(1, 3, H + 2 * multiple, max(W - 2 * multiple, 2 * multiple),
-                                 generator=gen)
+            second = torch.randn(
+                1, 3, H + 2 * multiple, max(W - 2 * multiple, 2 * multiple), generator=gen)
         else:
             second = torch.randn(example.shape, generator=gen)
         result.checks = check_exported(out, module, [example, second], fmt)

@@ -36,11 +36,12 @@ def _task(cfg: Config) -> str:
 
 def _build_data_preprocessor(cfg: Config, task: str) -> torch.nn.Module:
     from mmengine.registry import MODELS, DefaultScope
+
     import mmbeit.models  # noqa: F401  (registers mmbeit.* components)
     dp = copy.deepcopy(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
     scope = 'mmseg' if task == 'segmentation' else (cfg.get('default_scope') or 'mmpretrain')
-    dp.setdefault('type', 'SegDataPreProcessor' if task == 'segmentation'
-                  else 'ClsDataPreprocessor')
+    dp.setdefault('type',
+                  'SegDataPreProcessor' if task == 'segmentation' else 'ClsDataPreprocessor')
     with DefaultScope.overwrite_default_scope(scope):
         return MODELS.build(dp)
 
@@ -88,8 +89,7 @@ class ONNXModel(BaseModel):
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
-        self.session = ort.InferenceSession(onnx_path, options,
-                                            providers=['CPUExecutionProvider'])
+        self.session = ort.InferenceSession(onnx_path, options, providers=['CPUExecutionProvider'])
         self.onnx_path = onnx_path
         self.cfg = cfg
         self.task = task
@@ -123,7 +123,9 @@ class ONNXModel(BaseModel):
         x = inputs.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {self._input.name: x})[0])
 
-    def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None,
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[list] = None,
                 mode: str = 'predict') -> Any:
         """mode 'tensor': the logits; 'predict': a list of DataSample / SegDataSample."""
         if mode not in ('tensor', 'predict'):
@@ -162,7 +164,8 @@ class ONNXModel(BaseModel):
         return BaseSegmentor.postprocess_result(self._seg_view, logits, data_samples)
 
 
-def build_onnx_model(onnx_path: str, config: ConfigLike,
+def build_onnx_model(onnx_path: str,
+                     config: ConfigLike,
                      num_threads: Optional[int] = None) -> ONNXModel:
     """An :class:`ONNXModel` for an exported file and the config it was exported from.
 

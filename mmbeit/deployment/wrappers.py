@@ -81,8 +81,8 @@ class SegmentorForExport(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         logits = self.model.decode_head(self.model.extract_feat(inputs))  # [B, K, h, w]
-        return F.interpolate(logits, size=inputs.shape[2:], mode='bilinear',
-                             align_corners=self.align_corners)
+        return F.interpolate(
+            logits, size=inputs.shape[2:], mode='bilinear', align_corners=self.align_corners)
 
 
 def wrap_for_export(model: nn.Module) -> nn.Module:

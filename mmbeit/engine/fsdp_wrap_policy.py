@@ -21,10 +21,9 @@ def _unit_classes() -> set:
     return {BEiTTransformerLayer, DALLEEncoder}
 
 
-
 def beit_fsdp_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
     """FSDP's ``auto_wrap_policy`` protocol: descend everywhere (``recurse``),
     wrap BEiT layers and the DALL-E tokenizer."""
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
-    return transformer_auto_wrap_policy(module, recurse, nonwrapped_numel,
-                                        transformer_layer_cls=_unit_classes())
+    return transformer_auto_wrap_policy(
+        module, recurse, nonwrapped_numel, transformer_layer_cls=_unit_classes())

@@ -94,8 +94,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if group is None:
                 scale = rate**(num_depths - 1 - depth)
                 group = groups[(depth, wd)] = dict(
-                    params=[], param_names=[], lr=self.base_lr * scale, lr_scale=scale,
-                    weight_decay=wd, layer_id=depth)
+                    params=[],
+                    param_names=[],
+                    lr=self.base_lr * scale,
+                    lr_scale=scale,
+                    weight_decay=wd,
+                    layer_id=depth)
             group['params'].append(param)
             group['param_names'].append(name)
 

@@ -41,7 +41,10 @@ class NonFiniteCheckHook(Hook):
         self.interval = interval
         self.check_checkpoint = check_checkpoint
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None,
                          outputs: Optional[Mapping[str, Any]] = None) -> None:
         if not outputs or not self.every_n_train_iters(runner, self.interval):
             return
@@ -84,6 +87,7 @@ def _loss_values(outputs: Mapping[str, Any]) -> Dict[str, float]:
 
 
 def _non_finite_tensors(state_dict: Mapping[str, Any]) -> List[str]:
-    return [k for k, v in state_dict.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point()
-            and not bool(torch.isfinite(v).all())]
+    return [
+        k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+        and not bool(torch.isfinite(v).all())
+    ]

@@ -45,15 +45,19 @@ class ResumableRandomnessHook(Hook):
         workers = getattr(loader, 'num_workers', 0)
         iter_based = isinstance(runner.train_loop, IterBasedTrainLoop)
         if iter_based and workers == 0:
-            print_log('ResumableRandomnessHook: an iteration-based loop with num_workers=0 does '
-                      'not repeat data augmentation exactly after a resume (the skipped batches '
-                      'are drawn from the main process); use num_workers >= 1',
-                      logger='current', level=30)
+            print_log(
+                'ResumableRandomnessHook: an iteration-based loop with num_workers=0 does '
+                'not repeat data augmentation exactly after a resume (the skipped batches '
+                'are drawn from the main process); use num_workers >= 1',
+                logger='current',
+                level=30)
         elif not iter_based and workers > 0 and getattr(loader, 'persistent_workers', False):
-            print_log('ResumableRandomnessHook: persistent_workers=True in an epoch-based loop '
-                      'does not repeat data augmentation exactly after a resume (the workers\' '
-                      'random streams run on across epochs); set persistent_workers=False',
-                      logger='current', level=30)
+            print_log(
+                'ResumableRandomnessHook: persistent_workers=True in an epoch-based loop '
+                'does not repeat data augmentation exactly after a resume (the workers\' '
+                'random streams run on across epochs); set persistent_workers=False',
+                logger='current',
+                level=30)
 
     def before_train_epoch(self, runner) -> None:
         _reseed(runner.seed, _EPOCH, runner.epoch)

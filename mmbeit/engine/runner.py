@@ -24,8 +24,11 @@ class BEiTRunner(Runner):
     :class:`mmbeit.converters.CheckpointMismatchError`.
     """
 
-    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
-                        strict: bool = False, revise_keys: list = [(r'^module.', '')]) -> dict:
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]) -> dict:
         from mmbeit.converters import load_converted_state_dict, read_checkpoint
 
         checkpoint = read_checkpoint(filename, map_location)

@@ -29,10 +29,9 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch
 
 __all__ = [
-    'CACHE_DIR_ENV', 'CheckpointDownloadError', 'load_checkpoint_file',
-    'download_checkpoint', 'safe_torch_load', 'get_cache_dir', 'cached_path_for',
-    'is_url', 'register_safe_globals', 'mmengine_safe_globals',
-    'make_hub_weights_only', 'register_mmengine_loaders',
+    'CACHE_DIR_ENV', 'CheckpointDownloadError', 'load_checkpoint_file', 'download_checkpoint',
+    'safe_torch_load', 'get_cache_dir', 'cached_path_for', 'is_url', 'register_safe_globals',
+    'mmengine_safe_globals', 'make_hub_weights_only', 'register_mmengine_loaders',
     'load_from_safe_local', 'load_from_safe_http'
 ]
 
@@ -62,7 +61,8 @@ def get_cache_dir(cache_dir: Optional[str] = None) -> str:
     return osp.abspath(osp.expanduser(chosen))
 
 
-def cached_path_for(url: str, cache_dir: Optional[str] = None,
+def cached_path_for(url: str,
+                    cache_dir: Optional[str] = None,
                     file_name: Optional[str] = None) -> str:
     """Where :func:`download_checkpoint` keeps ``url``.
 
@@ -71,8 +71,7 @@ def cached_path_for(url: str, cache_dir: Optional[str] = None,
     ``model.safetensors``) gets a folder per URL so that two URLs never share
     a file.
     """
-    name = file_name or osp.basename(
-        urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    name = file_name or osp.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path))
     if not name or name in ('.', '..') or '/' in name or '\\' in name:
         raise ValueError(f'Cannot derive a file name from the URL {url!r}; '
                          'pass file_name=...')
@@ -83,8 +82,11 @@ def cached_path_for(url: str, cache_dir: Optional[str] = None,
     return osp.join(root, url_digest, name)
 
 
-def download_checkpoint(url: str, cache_dir: Optional[str] = None, *,
-                        timeout: float = DEFAULT_TIMEOUT, check_hash: bool = True,
+def download_checkpoint(url: str,
+                        cache_dir: Optional[str] = None,
+                        *,
+                        timeout: float = DEFAULT_TIMEOUT,
+                        check_hash: bool = True,
                         file_name: Optional[str] = None) -> str:
     """Download ``url`` into the cache (once) and return the local path.
 
@@ -147,20 +149,16 @@ def _fetch(url: str, f, timeout: float) -> str:
                 sha256.update(chunk)
                 size += len(chunk)
     except urllib.error.HTTPError as e:
-        raise CheckpointDownloadError(
-            f'Downloading {url} failed: HTTP {e.code} {e.reason}') from e
+        raise CheckpointDownloadError(f'Downloading {url} failed: HTTP {e.code} {e.reason}') from e
     except urllib.error.URLError as e:
         if isinstance(e.reason, TimeoutError):
-            raise CheckpointDownloadError(
-                f'Downloading {url} timed out after {timeout} s') from e
-        raise CheckpointDownloadError(
-            f'Downloading {url} failed: {e.reason}') from e
+            raise CheckpointDownloadError(f'Downloading {url} timed out after {timeout} s') from e
+        raise CheckpointDownloadError(f'Downloading {url} failed: {e.reason}') from e
     except TimeoutError as e:
         raise CheckpointDownloadError(
             f'Downloading {url} timed out: no data for {timeout} s') from e
     except (OSError, http.client.HTTPException) as e:
-        raise CheckpointDownloadError(
-            f'Downloading {url} failed: {type(e).__name__}: {e}') from e
+        raise CheckpointDownloadError(f'Downloading {url} failed: {type(e).__name__}: {e}') from e
     # http.client does not complain when the server closes early; we do
     if expected is not None and size != expected:
         raise CheckpointDownloadError(
@@ -191,8 +189,7 @@ def safe_torch_load(path: str, map_location: MapLocation = 'cpu') -> Any:
             'could run code. Convert it to a plain state dict (or safetensors) '
             'where you trust it. Reason: ' + detail) from e
     except (RuntimeError, EOFError, ValueError) as e:
-        raise RuntimeError(
-            f'Cannot read the checkpoint {path}: {type(e).__name__}: {e}') from e
+        raise RuntimeError(f'Cannot read the checkpoint {path}: {type(e).__name__}: {e}') from e
 
 
 def _is_safetensors(path: str) -> bool:
@@ -226,7 +223,8 @@ def _load_safetensors(path: str, map_location: MapLocation) -> Dict[str, torch.T
 
 
 def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
-                         map_location: MapLocation = 'cpu', *,
+                         map_location: MapLocation = 'cpu',
+                         *,
                          cache_dir: Optional[str] = None,
                          timeout: float = DEFAULT_TIMEOUT,
                          check_hash: bool = True) -> dict:
@@ -248,8 +246,7 @@ def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
         The checkpoint (a state dict, or a dict holding one).
     """
     if is_url(path_or_url):
-        path = download_checkpoint(path_or_url, cache_dir, timeout=timeout,
-                                   check_hash=check_hash)
+        path = download_checkpoint(path_or_url, cache_dir, timeout=timeout, check_hash=check_hash)
     else:
         path = osp.expanduser(os.fspath(path_or_url))
     if not osp.isfile(path):
@@ -288,8 +285,8 @@ def _getattr_rules() -> tuple:
         # HistoryBuffer pickles its statistics methods as getattr(cls, name)
         (HistoryBuffer, frozenset({'min', 'max', 'current', 'mean'}), HistoryBuffer),
         # OneCycle schedulers keep their anneal function (a staticmethod)
-        (_one_cycle_reference(), frozenset({'_annealing_cos', '_annealing_linear'}),
-         OneCycleParamScheduler),
+        (_one_cycle_reference(), frozenset({'_annealing_cos',
+                                            '_annealing_linear'}), OneCycleParamScheduler),
     )
 
 
@@ -323,19 +320,21 @@ def mmengine_safe_globals() -> List[Any]:
     from mmengine.logging import HistoryBuffer
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     import argparse
+
     # unilm's released checkpoints carry their training arguments (a Namespace of plain values)
     entries: List[Any] = [HistoryBuffer, np.ndarray, np.dtype, argparse.Namespace]
     # dtype classes (numpy.dtypes.Float64DType, ...)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        entries += [v for v in vars(dtypes).values()
-                    if isinstance(v, type) and issubclass(v, np.dtype)]
+        entries += [
+            v for v in vars(dtypes).values() if isinstance(v, type) and issubclass(v, np.dtype)
+        ]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
         entries.append((multiarray.scalar, f'{module}.scalar'))
     entries.append((_restricted_getattr, 'builtins.getattr'))
-    entries.append((_one_cycle_reference(),
-                    'mmengine.optim.scheduler.param_scheduler.OneCycleParamScheduler'))
+    entries.append(
+        (_one_cycle_reference(), 'mmengine.optim.scheduler.param_scheduler.OneCycleParamScheduler'))
     return entries
 
 
@@ -375,8 +374,7 @@ def make_hub_weights_only() -> bool:
         return True
     with_defaults = [
         p.name for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.default is not p.empty
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
     ]
     defaults = list(fn.__defaults__)
     defaults[with_defaults.index('weights_only')] = True
@@ -409,8 +407,10 @@ def load_from_safe_local(filename: str, map_location: MapLocation = None) -> dic
     return with_meta(load_checkpoint_file(filename, map_location))
 
 
-def load_from_safe_http(filename: str, map_location: MapLocation = None,
-                        model_dir: Optional[str] = None, progress: bool = False) -> dict:
+def load_from_safe_http(filename: str,
+                        map_location: MapLocation = None,
+                        model_dir: Optional[str] = None,
+                        progress: bool = False) -> dict:
     """mmengine loader for http(s) URLs: our downloader, then a safe load.
 
     In distributed runs rank 0 downloads first and the others read its cache,
@@ -435,7 +435,6 @@ def register_mmengine_loaders() -> None:
     """
     from mmengine.runner import checkpoint as mmengine_checkpoint
     loader = mmengine_checkpoint.CheckpointLoader
-    loader.register_scheme(prefixes=('http://', 'https://'),
-                           loader=load_from_safe_http, force=True)
+    loader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_safe_http, force=True)
     loader.register_scheme(prefixes='', loader=load_from_safe_local, force=True)
     mmengine_checkpoint.load_from_http = load_from_safe_http

@@ -22,8 +22,10 @@ import os.path as osp
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ['UnknownTypeError', 'registered_names', 'suggest_types', 'explain_unknown_type',
-           'suggest_registered_names', 'check_data_roots']
+__all__ = [
+    'UnknownTypeError', 'registered_names', 'suggest_types', 'explain_unknown_type',
+    'suggest_registered_names', 'check_data_roots'
+]
 
 #: Scopes searched for close names (besides the config's default scope).
 SEARCH_SCOPES = ('mmbeit', 'mmpretrain', 'mmseg', 'mmengine')
@@ -31,8 +33,11 @@ SEARCH_SCOPES = ('mmbeit', 'mmpretrain', 'mmseg', 'mmengine')
 _UNKNOWN_TYPE_RE = re.compile(
     r'(?P<type>[^\s\'"`]+) is not in the (?:(?P<scope>[\w]+)::)?(?P<registry>[\w ]+?) registry')
 # the scopes whose registries mmbeit reaches, and the module that registers their content
-_SCOPE_IMPORTS = {'mmbeit': 'mmbeit.registry', 'mmpretrain': 'mmpretrain.registry',
-                  'mmseg': 'mmseg.registry'}
+_SCOPE_IMPORTS = {
+    'mmbeit': 'mmbeit.registry',
+    'mmpretrain': 'mmpretrain.registry',
+    'mmseg': 'mmseg.registry'
+}
 
 
 class UnknownTypeError(KeyError):
@@ -58,8 +63,8 @@ def _walk(registry) -> Iterator[Any]:
         yield from _walk(child)
 
 
-def registered_names(registry_name: str, scopes: Tuple[str, ...] = SEARCH_SCOPES
-                     ) -> Dict[str, List[str]]:
+def registered_names(registry_name: str,
+                     scopes: Tuple[str, ...] = SEARCH_SCOPES) -> Dict[str, List[str]]:
     """Names registered in ``registry_name`` registries, by scope.
 
     The lazy ``locations`` of each scope's registry are imported first, so the
@@ -91,7 +96,9 @@ def registered_names(registry_name: str, scopes: Tuple[str, ...] = SEARCH_SCOPES
     return names
 
 
-def suggest_types(type_name: str, registry_name: str, default_scope: Optional[str] = None,
+def suggest_types(type_name: str,
+                  registry_name: str,
+                  default_scope: Optional[str] = None,
                   n: int = 5) -> List[str]:
     """The registered names closest to ``type_name``, as a config of ``default_scope`` writes them.
 
@@ -105,8 +112,9 @@ def suggest_types(type_name: str, registry_name: str, default_scope: Optional[st
     spelled: Dict[str, List[str]] = {}
     # a name of the default scope or of mmengine's root (the parent of every scope) is written
     # bare; the scope the user wrote, then the default scope, come first
-    for scope, names in sorted(registered_names(registry_name, scopes).items(),
-                               key=lambda item: scopes.index(item[0])):
+    for scope, names in sorted(
+            registered_names(registry_name, scopes).items(),
+            key=lambda item: scopes.index(item[0])):
         for name in names:
             spelling = name if scope in (default_scope, 'mmengine') else f'{scope}.{name}'
             if spelling not in spelled.setdefault(name.lower(), []):
@@ -115,8 +123,10 @@ def suggest_types(type_name: str, registry_name: str, default_scope: Optional[st
     close = difflib.get_close_matches(bare.lower(), list(candidates), n=n, cutoff=0.6)
     # also names that contain what was typed, or are contained in it ('BEiT' -> 'BEiTPretrain')
     if len(bare) >= 3:
-        close += [k for k in candidates if (bare.lower() in k or k in bare.lower())
-                  and k not in close and len(k) >= 3][:max(0, n - len(close))]
+        close += [
+            k for k in candidates
+            if (bare.lower() in k or k in bare.lower()) and k not in close and len(k) >= 3
+        ][:max(0, n - len(close))]
     out: List[str] = []
     for key in close:
         for spelling in spelled[key]:
@@ -125,8 +135,8 @@ def suggest_types(type_name: str, registry_name: str, default_scope: Optional[st
     return out[:n]
 
 
-def explain_unknown_type(error: BaseException, default_scope: Optional[str] = None
-                         ) -> Optional[UnknownTypeError]:
+def explain_unknown_type(error: BaseException,
+                         default_scope: Optional[str] = None) -> Optional[UnknownTypeError]:
     """An :class:`UnknownTypeError` with close names for mmengine's unknown-type
     ``KeyError``, or None when ``error`` is not one."""
     if isinstance(error, UnknownTypeError) or not isinstance(error, KeyError):
@@ -177,8 +187,9 @@ def _datasets(dataset_cfg: Any, where: str) -> Iterator[Tuple[str, dict]]:
         yield from _datasets(sub, f'{where}.datasets.{i}')
 
 
-def check_data_roots(cfg: Any, loaders: Tuple[str, ...] = ('train_dataloader', 'val_dataloader',
-                                                             'test_dataloader')) -> None:
+def check_data_roots(
+    cfg: Any, loaders: Tuple[str, ...] = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+) -> None:
     """Raise ``FileNotFoundError`` for a dataloader whose local ``data_root`` does not exist.
 
     Checked: the ``loaders`` the config sets (``tools/test.py`` needs only

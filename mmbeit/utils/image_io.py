@@ -54,8 +54,8 @@ def to_bgr_uint8(array: np.ndarray, name: str = 'image array') -> np.ndarray:
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)  # the high byte, as OpenCV reads 16-bit files
     elif array.dtype != np.uint8:
-        hint = (' (for values in [0, 1]: (x * 255).round().astype(np.uint8))'
-                if np.issubdtype(array.dtype, np.floating) else '')
+        hint = (' (for values in [0, 1]: (x * 255).round().astype(np.uint8))' if np.issubdtype(
+            array.dtype, np.floating) else '')
         raise ValueError(f'{name} has dtype {array.dtype}; expected {EXPECTED}. The value '
                          f'range of other dtypes is ambiguous: convert it yourself{hint}')
     if array.ndim == 2:

@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ['point_sample', 'sigmoid_focal_loss', 'MmcvOpsStandin',
-           'build_mmcv_ops_standin', 'StandinSubmoduleFinder']
+__all__ = [
+    'point_sample', 'sigmoid_focal_loss', 'MmcvOpsStandin', 'build_mmcv_ops_standin',
+    'StandinSubmoduleFinder'
+]
 
 STANDIN_NAMES = ('point_sample', 'sigmoid_focal_loss')
 FLT_MIN = 1.17549435e-38  # the clamp mmcv's kernels put under log()
@@ -43,8 +45,10 @@ def missing_op_message(name: str) -> str:
             f'{name}.')
 
 
-def point_sample(input: torch.Tensor, points: torch.Tensor,
-                 align_corners: bool = False, **kwargs) -> torch.Tensor:
+def point_sample(input: torch.Tensor,
+                 points: torch.Tensor,
+                 align_corners: bool = False,
+                 **kwargs) -> torch.Tensor:
     """Sample ``input`` at points given in ``[0, 1] x [0, 1]`` (mmcv's point_sample).
 
     Args:
@@ -61,8 +65,7 @@ def point_sample(input: torch.Tensor, points: torch.Tensor,
     if add_dim:
         points = points.unsqueeze(2)  # [N, P, 1, 2]
     # grid_sample wants coordinates in [-1, 1]
-    output = F.grid_sample(input, points * 2.0 - 1.0,
-                           align_corners=align_corners, **kwargs)
+    output = F.grid_sample(input, points * 2.0 - 1.0, align_corners=align_corners, **kwargs)
     if add_dim:
         output = output.squeeze(3)  # [N, C, P]
     return output
@@ -72,9 +75,8 @@ class _SigmoidFocalLoss(torch.autograd.Function):
     """mmcv's sigmoid focal loss kernels, element for element."""
 
     @staticmethod
-    def forward(ctx, input: torch.Tensor, target: torch.Tensor, gamma: float,
-                alpha: float, weight: Optional[torch.Tensor],
-                reduction: str) -> torch.Tensor:
+    def forward(ctx, input: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float,
+                weight: Optional[torch.Tensor], reduction: str) -> torch.Tensor:
         x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
         pos = _positive_mask(target, x)  # [N, C], 1 where target == class
         p = x.sigmoid()
@@ -131,8 +133,10 @@ def _reduce(loss: torch.Tensor, reduction: str, num_samples: int) -> torch.Tenso
     return loss
 
 
-def sigmoid_focal_loss(input: torch.Tensor, target: torch.Tensor,
-                       gamma: float = 2.0, alpha: float = 0.25,
+def sigmoid_focal_loss(input: torch.Tensor,
+                       target: torch.Tensor,
+                       gamma: float = 2.0,
+                       alpha: float = 0.25,
                        weight: Optional[torch.Tensor] = None,
                        reduction: str = 'mean') -> torch.Tensor:
     """Sigmoid focal loss with mmcv's semantics (``mmcv.ops.sigmoid_focal_loss``).
@@ -158,11 +162,10 @@ def sigmoid_focal_loss(input: torch.Tensor, target: torch.Tensor,
                          f'got {tuple(input.shape)} and {tuple(target.shape)}')
     if target.dtype != torch.long:
         raise ValueError(f'target must be int64 class indices, got {target.dtype}')
-    if weight is not None and weight.shape != (input.size(1),):
+    if weight is not None and weight.shape != (input.size(1), ):
         raise ValueError(f'weight must have shape ({input.size(1)},), '
                          f'got {tuple(weight.shape)}')
-    return _SigmoidFocalLoss.apply(input, target, float(gamma), float(alpha),
-                                   weight, reduction)
+    return _SigmoidFocalLoss.apply(input, target, float(gamma), float(alpha), weight, reduction)
 
 
 class MmcvOpsStandin(types.ModuleType):

@@ -84,15 +84,12 @@ import numpy as np
 from PIL import Image
 
 #: Classification classes, in label order (alphabetical, like folder scans).
-SAMPLE_CLS_CLASSES: Tuple[str, ...] = ('checkerboard', 'circle', 'square',
-                                       'stripes', 'triangle')
+SAMPLE_CLS_CLASSES: Tuple[str, ...] = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
 #: Segmentation classes, in label order after ``reduce_zero_label``
 #: (label value ``i + 1`` in the PNGs).
-SAMPLE_SEG_CLASSES: Tuple[str, ...] = ('background', 'circle', 'square',
-                                       'triangle', 'stripes')
+SAMPLE_SEG_CLASSES: Tuple[str, ...] = ('background', 'circle', 'square', 'triangle', 'stripes')
 #: One RGB colour per segmentation class.
-SAMPLE_SEG_PALETTE: List[List[int]] = [[120, 120, 120], [220, 20, 60],
-                                       [0, 130, 200], [255, 200, 0],
+SAMPLE_SEG_PALETTE: List[List[int]] = [[120, 120, 120], [220, 20, 60], [0, 130, 200], [255, 200, 0],
                                        [60, 180, 75]]
 
 #: File written last by a complete generation.
@@ -111,8 +108,13 @@ _SUBDIRS = ('imagenet', 'ade', 'demo')
 # bands overlap a little, so colour is a soft cue, and the shape or texture
 # tells the rest. Without it a tiny ViT (patch 16 on 64x64) reaches ~45%
 # top-1 on the classification data in 40 epochs; with it ~85%.
-_CLASS_HUES = {'checkerboard': 280., 'circle': 350., 'square': 215.,
-               'stripes': 125., 'triangle': 50.}
+_CLASS_HUES = {
+    'checkerboard': 280.,
+    'circle': 350.,
+    'square': 215.,
+    'stripes': 125.,
+    'triangle': 50.
+}
 _HUE_JITTER = 40.
 
 
@@ -128,8 +130,7 @@ def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
     float32 halves the drawing time; the geometry helpers take Python floats
     so that numpy (NEP 50) keeps their results in float32.
     """
-    coords = (np.arange(size * _SUPERSAMPLE, dtype=np.float32) +
-              0.5) / _SUPERSAMPLE
+    coords = (np.arange(size * _SUPERSAMPLE, dtype=np.float32) + 0.5) / _SUPERSAMPLE
     yy, xx = np.meshgrid(coords, coords, indexing='ij')
     yy.flags.writeable = False
     xx.flags.writeable = False
@@ -163,8 +164,7 @@ def _circle(yy, xx, cy: float, cx: float, radius: float) -> np.ndarray:
     return (yy - float(cy))**2 + (xx - float(cx))**2 <= float(radius)**2
 
 
-def _square(yy, xx, cy: float, cx: float, half: float,
-            angle: float) -> np.ndarray:
+def _square(yy, xx, cy: float, cx: float, half: float, angle: float) -> np.ndarray:
     return _rectangle(yy, xx, cy, cx, half, half, angle)
 
 
@@ -174,8 +174,7 @@ def _rectangle(yy, xx, cy: float, cx: float, half_u: float, half_v: float,
     return (np.abs(u) <= float(half_u)) & (np.abs(v) <= float(half_v))
 
 
-def _triangle(yy, xx, cy: float, cx: float, radius: float,
-              angle: float) -> np.ndarray:
+def _triangle(yy, xx, cy: float, cx: float, radius: float, angle: float) -> np.ndarray:
     """Equilateral triangle with circumradius ``radius``, a vertex at
     ``angle``: inside all three half-planes at the inradius ``radius / 2``."""
     dy, dx = yy - float(cy), xx - float(cx)
@@ -194,16 +193,14 @@ def _stripes(yy, xx, period: float, angle: float, phase: float) -> np.ndarray:
     return (t - np.floor(t)) < 0.5
 
 
-def _checkerboard(yy, xx, cell: float, angle: float,
-                  phase: Tuple[float, float]) -> np.ndarray:
+def _checkerboard(yy, xx, cell: float, angle: float, phase: Tuple[float, float]) -> np.ndarray:
     u, v = _rotated(yy, xx, 0., 0., angle)
     iu = np.floor(u / float(cell) + float(phase[0]))
     iv = np.floor(v / float(cell) + float(phase[1]))
     return ((iu + iv) % 2) == 0
 
 
-def _hsv_colour(rng: np.random.Generator, hue: Tuple[float, float],
-                sat: Tuple[float, float],
+def _hsv_colour(rng: np.random.Generator, hue: Tuple[float, float], sat: Tuple[float, float],
                 val: Tuple[float, float]) -> np.ndarray:
     """An RGB colour in [0, 255] with hue (degrees, may wrap), saturation
     and value drawn uniformly from the given ranges."""
@@ -237,14 +234,12 @@ def _random_colour(rng: np.random.Generator,
     return best
 
 
-def _mottled(rng: np.random.Generator, size: int,
-             base: np.ndarray) -> np.ndarray:
+def _mottled(rng: np.random.Generator, size: int, base: np.ndarray) -> np.ndarray:
     """A smooth texture around ``base`` (bilinear value noise): [H, W, 3]."""
     other = np.clip(base + rng.uniform(-70, 70, size=3), 0, 255)
     cells = int(rng.integers(3, 7))
     noise = rng.uniform(0, 1, size=(cells, cells)).astype(np.float32)
-    weight = np.asarray(
-        Image.fromarray(noise).resize((size, size), Image.BILINEAR))
+    weight = np.asarray(Image.fromarray(noise).resize((size, size), Image.BILINEAR))
     return (base + (other - base) * weight[..., None]).astype(np.float32)
 
 
@@ -258,8 +253,7 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Classification images
 # ----------------------------------------------------------------------------
-def draw_cls_image(rng: np.random.Generator, class_name: str,
-                   size: int = 64) -> np.ndarray:
+def draw_cls_image(rng: np.random.Generator, class_name: str, size: int = 64) -> np.ndarray:
     """Draw one classification image of ``class_name``.
 
     Args:
@@ -283,11 +277,11 @@ def draw_cls_image(rng: np.random.Generator, class_name: str,
         c2 = _random_colour(rng, away_from=c1)
         angle = rng.uniform(0, np.pi)
         if class_name == 'stripes':
-            pattern = _stripes(yy, xx, rng.uniform(6, 14) * scale, angle,
-                               rng.uniform(0, 1))
+            pattern = _stripes(yy, xx, rng.uniform(6, 14) * scale, angle, rng.uniform(0, 1))
         else:
-            pattern = _checkerboard(yy, xx, rng.uniform(5, 11) * scale,
-                                    angle, tuple(rng.uniform(0, 1, size=2)))
+            pattern = _checkerboard(yy, xx,
+                                    rng.uniform(5, 11) * scale, angle,
+                                    tuple(rng.uniform(0, 1, size=2)))
         img = np.zeros((size, size, 3), dtype=np.float32) + c2
         _paint(img, pattern, c1)
         return _finish(img, rng)
@@ -320,8 +314,7 @@ def draw_cls_image(rng: np.random.Generator, class_name: str,
 # ----------------------------------------------------------------------------
 # Segmentation images
 # ----------------------------------------------------------------------------
-def draw_seg_sample(rng: np.random.Generator,
-                    size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+def draw_seg_sample(rng: np.random.Generator, size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
     """Draw one segmentation image and its ADE20K-style label map.
 
     A mottled, weakly saturated background (label 1) and three to five
@@ -352,21 +345,20 @@ def draw_seg_sample(rng: np.random.Generator,
         cy, cx = rng.uniform(6 * scale, size - 6 * scale, size=2)
         angle = rng.uniform(0, 2 * np.pi)
         hue = _CLASS_HUES[name]
-        colour = _random_colour(rng, away_from=ground,
-                                hue=(hue - _HUE_JITTER, hue + _HUE_JITTER))
+        colour = _random_colour(rng, away_from=ground, hue=(hue - _HUE_JITTER, hue + _HUE_JITTER))
         if name == 'circle':
             mask = _circle(yy, xx, cy, cx, rng.uniform(8, 17) * scale)
         elif name == 'square':
             mask = _square(yy, xx, cy, cx, rng.uniform(7, 15) * scale, angle)
         elif name == 'triangle':
-            mask = _triangle(yy, xx, cy, cx, rng.uniform(13, 25) * scale,
-                             angle)
+            mask = _triangle(yy, xx, cy, cx, rng.uniform(13, 25) * scale, angle)
         else:  # stripes: a striped rectangle
-            mask = _rectangle(yy, xx, cy, cx, rng.uniform(8, 16) * scale,
+            mask = _rectangle(yy, xx, cy, cx,
+                              rng.uniform(8, 16) * scale,
                               rng.uniform(6, 12) * scale, angle)
             other = colour * rng.uniform(0.25, 0.55)  # a darker shade
-            pattern = _stripes(yy, xx, rng.uniform(4, 7) * scale,
-                               rng.uniform(0, np.pi), rng.uniform(0, 1))
+            pattern = _stripes(yy, xx,
+                               rng.uniform(4, 7) * scale, rng.uniform(0, np.pi), rng.uniform(0, 1))
             _paint(img, mask & ~pattern, other)
             _paint(img, mask & pattern, colour)
         if name != 'stripes':
@@ -404,44 +396,39 @@ def _write_lines(path: str, lines: Sequence[str]) -> None:
         f.write(''.join(line + '\n' for line in lines))
 
 
-def _write_imagenet(root: str, seed: int, counts: Dict[str, int],
-                    size: int) -> None:
+def _write_imagenet(root: str, seed: int, counts: Dict[str, int], size: int) -> None:
     _write_lines(osp.join(root, 'meta', 'classes.txt'), SAMPLE_CLS_CLASSES)
     for split, count in counts.items():
         lines = []
         for label, name in enumerate(SAMPLE_CLS_CLASSES):
             for i in range(count):
                 # One stream per (class, index): interleave them by label.
-                rng = _rng(seed, _TASK_CLS, _SPLIT_IDS[split],
-                           i * len(SAMPLE_CLS_CLASSES) + label)
+                rng = _rng(seed, _TASK_CLS, _SPLIT_IDS[split], i * len(SAMPLE_CLS_CLASSES) + label)
                 rel = f'{name}/{name}_{i:04d}.JPEG'
-                _save(draw_cls_image(rng, name, size),
-                      osp.join(root, split, rel))
+                _save(draw_cls_image(rng, name, size), osp.join(root, split, rel))
                 lines.append(f'{rel} {label}')
         _write_lines(osp.join(root, 'meta', f'{split}.txt'), lines)
 
 
-def _write_ade(root: str, seed: int, counts: Dict[str, int],
-               size: int) -> None:
+def _write_ade(root: str, seed: int, counts: Dict[str, int], size: int) -> None:
     folders = {'train': 'training', 'val': 'validation'}
     for split, count in counts.items():
         folder = folders[split]
         for i in range(count):
-            img, seg = draw_seg_sample(
-                _rng(seed, _TASK_SEG, _SPLIT_IDS[split], i), size)
+            img, seg = draw_seg_sample(_rng(seed, _TASK_SEG, _SPLIT_IDS[split], i), size)
             _save(img, osp.join(root, 'images', folder, f'{i:05d}.jpg'))
             _save(seg, osp.join(root, 'annotations', folder, f'{i:05d}.png'))
 
 
 def _write_demo(root: str, seed: int, size: int) -> None:
-    _save(draw_cls_image(_rng(seed, _TASK_DEMO, 0, 0), 'circle', size),
-          osp.join(root, 'circle.png'))
+    _save(
+        draw_cls_image(_rng(seed, _TASK_DEMO, 0, 0), 'circle', size), osp.join(root, 'circle.png'))
     img, _ = draw_seg_sample(_rng(seed, _TASK_DEMO, 0, 1), size)
     _save(img, osp.join(root, 'shapes.png'))
 
 
-def _settings(seed: int, cls_train_per_class: int, cls_val_per_class: int,
-              seg_train: int, seg_val: int, img_size: int) -> dict:
+def _settings(seed: int, cls_train_per_class: int, cls_val_per_class: int, seg_train: int,
+              seg_val: int, img_size: int) -> dict:
     return dict(
         format_version=FORMAT_VERSION,
         seed=seed,
@@ -478,16 +465,17 @@ def generate_sample_data(root: str = 'data/sample',
     Returns:
         str: ``root``.
     """
-    for name, value in dict(cls_train_per_class=cls_train_per_class,
-                            cls_val_per_class=cls_val_per_class,
-                            seg_train=seg_train, seg_val=seg_val).items():
+    for name, value in dict(
+            cls_train_per_class=cls_train_per_class,
+            cls_val_per_class=cls_val_per_class,
+            seg_train=seg_train,
+            seg_val=seg_val).items():
         if value < 1:
             raise ValueError(f'{name} must be >= 1, got {value}')
     if img_size < 32:
         raise ValueError(f'img_size must be >= 32, got {img_size}')
     root = os.fspath(root)
-    settings = _settings(seed, cls_train_per_class, cls_val_per_class,
-                         seg_train, seg_val, img_size)
+    settings = _settings(seed, cls_train_per_class, cls_val_per_class, seg_train, seg_val, img_size)
     marker = osp.join(root, MARKER_FILE)
     if osp.exists(marker):
         os.remove(marker)
@@ -495,10 +483,9 @@ def generate_sample_data(root: str = 'data/sample',
         shutil.rmtree(osp.join(root, sub), ignore_errors=True)
 
     _write_imagenet(
-        osp.join(root, 'imagenet'), seed,
-        dict(train=cls_train_per_class, val=cls_val_per_class), img_size)
-    _write_ade(osp.join(root, 'ade'), seed, dict(train=seg_train, val=seg_val),
-               img_size)
+        osp.join(root, 'imagenet'), seed, dict(train=cls_train_per_class, val=cls_val_per_class),
+        img_size)
+    _write_ade(osp.join(root, 'ade'), seed, dict(train=seg_train, val=seg_val), img_size)
     _write_demo(osp.join(root, 'demo'), seed, img_size)
     with open(marker, 'w', encoding='utf-8') as f:
         json.dump(settings, f, indent=2, sort_keys=True)
@@ -508,8 +495,7 @@ def generate_sample_data(root: str = 'data/sample',
 # The settings of generate_sample_data (all but root), with their defaults.
 _DEFAULTS = {
     name: param.default
-    for name, param in inspect.signature(
-        generate_sample_data).parameters.items() if name != 'root'
+    for name, param in inspect.signature(generate_sample_data).parameters.items() if name != 'root'
 }
 
 
@@ -558,7 +544,6 @@ def ensure_sample_data(root: str = 'data/sample', **settings) -> str:
 
 
 __all__ = [
-    'SAMPLE_CLS_CLASSES', 'SAMPLE_SEG_CLASSES', 'SAMPLE_SEG_PALETTE',
-    'draw_cls_image', 'draw_seg_sample', 'generate_sample_data',
-    'is_sample_data_complete', 'ensure_sample_data'
+    'SAMPLE_CLS_CLASSES', 'SAMPLE_SEG_CLASSES', 'SAMPLE_SEG_PALETTE', 'draw_cls_image',
+    'draw_seg_sample', 'generate_sample_data', 'is_sample_data_complete', 'ensure_sample_data'
 ]

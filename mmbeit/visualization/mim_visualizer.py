@@ -19,11 +19,12 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-__all__ = ['token_palette', 'colorize_tokens', 'draw_mim_grid', 'save_mim_grid',
-           'predict_mim_tokens', 'visualize_mim']
+__all__ = [
+    'token_palette', 'colorize_tokens', 'draw_mim_grid', 'save_mim_grid', 'predict_mim_tokens',
+    'visualize_mim'
+]
 
-PANEL_TITLES = ('image', 'masked input', 'target tokens', 'predicted (masked)',
-                'right / wrong')
+PANEL_TITLES = ('image', 'masked input', 'target tokens', 'predicted (masked)', 'right / wrong')
 _GOLDEN = 0.6180339887498949
 
 
@@ -36,8 +37,10 @@ def token_palette(num_tokens: int) -> np.ndarray:
     if num_tokens < 1:
         raise ValueError(f'num_tokens must be >= 1, got {num_tokens}')
     ids = np.arange(num_tokens)
-    colours = [colorsys.hsv_to_rgb((i * _GOLDEN) % 1.0, 0.55 + 0.45 * ((i // 3) % 2),
-                                   0.65 + 0.35 * (i % 3) / 2) for i in ids]
+    colours = [
+        colorsys.hsv_to_rgb((i * _GOLDEN) % 1.0, 0.55 + 0.45 * ((i // 3) % 2),
+                            0.65 + 0.35 * (i % 3) / 2) for i in ids
+    ]
     return (np.asarray(colours) * 255).round().astype(np.uint8)
 
 
@@ -72,7 +75,7 @@ def _grid_shape(size: tuple, *maps: Any) -> tuple:
         if np.ndim(m) == 2:
             return tuple(np.shape(m))
     n = np.size(maps[0])
-    h = int(round((n * size[0] / size[1]) ** 0.5))
+    h = int(round((n * size[0] / size[1])**0.5))
     if h < 1 or n % h:
         raise ValueError(f'cannot lay out {n} flat patches with the aspect of an image of '
                          f'{size}; pass a 2-D mask [h, w]')
@@ -193,8 +196,10 @@ def predict_mim_tokens(model: torch.nn.Module,
         patches predicted right) and ``num_tokens``.
     """
     from PIL import Image
-    missing = [n for n in ('backbone', 'target_generator', 'data_preprocessor', 'mim_logits')
-               if not hasattr(model, n)]
+    missing = [
+        n for n in ('backbone', 'target_generator', 'data_preprocessor', 'mim_logits')
+        if not hasattr(model, n)
+    ]
     if missing:
         raise TypeError(f'predict_mim_tokens needs an mmbeit.BEiTPretrain model, got '
                         f'{type(model).__name__} without {missing}')
@@ -229,8 +234,10 @@ def predict_mim_tokens(model: torch.nn.Module,
     model.eval()
     try:
         data = model.data_preprocessor(
-            dict(inputs=[to_batch(view).to(device), to_batch(tok_view).to(device)],
-                 data_samples=None))
+            dict(
+                inputs=[to_batch(view).to(device),
+                        to_batch(tok_view).to(device)],
+                data_samples=None))
         img, tok_img = data['inputs']
         mask_t = torch.from_numpy(mask).flatten()[None].to(device)  # [1, N]
         pred = model.mim_logits(img, mask_t).argmax(-1)  # [1, N]
@@ -240,13 +247,20 @@ def predict_mim_tokens(model: torch.nn.Module,
     pred = pred[0].view(grid).cpu().numpy()
     target = target[0].view(grid).cpu().numpy()
     accuracy = float((pred == target)[mask].mean() * 100) if mask.any() else float('nan')
-    return dict(image=np.ascontiguousarray(view), mask=mask, target=target, pred=pred,
-                accuracy=accuracy,
-                num_tokens=int(tokenizer.vocab_size))
+    return dict(
+        image=np.ascontiguousarray(view),
+        mask=mask,
+        target=target,
+        pred=pred,
+        accuracy=accuracy,
+        num_tokens=int(tokenizer.vocab_size))
 
 
-def visualize_mim(model: torch.nn.Module, image: Union[str, np.ndarray], out_file: str,
-                  scale: Optional[int] = None, **kwargs) -> Dict[str, Any]:
+def visualize_mim(model: torch.nn.Module,
+                  image: Union[str, np.ndarray],
+                  out_file: str,
+                  scale: Optional[int] = None,
+                  **kwargs) -> Dict[str, Any]:
     """:func:`predict_mim_tokens` then :func:`save_mim_grid`; returns the predictions.
 
     ``scale`` defaults to enough nearest upscaling for panels of >= 192 pixels.
@@ -254,6 +268,12 @@ def visualize_mim(model: torch.nn.Module, image: Union[str, np.ndarray], out_fil
     result = predict_mim_tokens(model, image, **kwargs)
     if scale is None:
         scale = max(1, -(-192 // min(result['image'].shape[:2])))
-    save_mim_grid(out_file, result['image'], result['mask'], result['target'], result['pred'],
-                  num_tokens=result['num_tokens'], scale=scale)
+    save_mim_grid(
+        out_file,
+        result['image'],
+        result['mask'],
+        result['target'],
+        result['pred'],
+        num_tokens=result['num_tokens'],
+        scale=scale)
     return result

@@ -25,9 +25,14 @@ class RankWeightsDumpHook(Hook):
 
     def after_train(self, runner) -> None:
         rank, world_size = get_dist_info()
-        torch.save(dict(rank=rank, world_size=world_size, wrapper=type(runner.model).__name__,
-                        seen=self.seen, initial=self.initial, final=self._state(runner)),
-                   osp.join(runner.work_dir, f'rank{rank}.pth'))
+        torch.save(
+            dict(
+                rank=rank,
+                world_size=world_size,
+                wrapper=type(runner.model).__name__,
+                seen=self.seen,
+                initial=self.initial,
+                final=self._state(runner)), osp.join(runner.work_dir, f'rank{rank}.pth'))
 
     @staticmethod
     def _state(runner) -> dict:

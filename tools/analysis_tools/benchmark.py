@@ -17,33 +17,53 @@ from benchmark_lib import JOBS, SIZES, markdown_table, parse_batch_sizes, run_be
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--jobs', nargs='+', default=list(JOBS), choices=list(JOBS),
-                        help='jobs to run (default: all)')
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        '--jobs',
+        nargs='+',
+        default=list(JOBS),
+        choices=list(JOBS),
+        help='jobs to run (default: all)')
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument('--batch-size', nargs='+', default=[], metavar='[JOB=]N',
-                        help='batch per job, e.g. cls-infer=8 seg-train=1, or one N for every job '
-                             '(default: the job\'s GPU or CPU batch)')
-    parser.add_argument('--dtype', choices=['bf16', 'fp16', 'fp32'],
-                        help='autocast dtype (default: bf16 on CUDA, fp32 on the CPU)')
+    parser.add_argument(
+        '--batch-size',
+        nargs='+',
+        default=[],
+        metavar='[JOB=]N',
+        help='batch per job, e.g. cls-infer=8 seg-train=1, or one N for every job '
+        '(default: the job\'s GPU or CPU batch)')
+    parser.add_argument(
+        '--dtype',
+        choices=['bf16', 'fp16', 'fp32'],
+        help='autocast dtype (default: bf16 on CUDA, fp32 on the CPU)')
     parser.add_argument('--iters', type=int, default=5, help='steps per timed round')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps before timing')
-    parser.add_argument('--rounds', type=int, default=3,
-                        help='interleaved timed rounds; the report gives the median')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=3,
+        help='interleaved timed rounds; the report gives the median')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads')
     parser.add_argument('--compile', action='store_true', help="add 'mmbeit+compile' entries")
-    parser.add_argument('--adamw', choices=['default', 'foreach', 'fused'], default='default',
-                        help='AdamW implementation, the same for every model')
+    parser.add_argument(
+        '--adamw',
+        choices=['default', 'foreach', 'fused'],
+        default='default',
+        help='AdamW implementation, the same for every model')
     parser.add_argument('--only', nargs='+', help='run only these implementations (labels)')
-    parser.add_argument('--exclude', nargs='+', default=[],
-                        help="drop implementations whose label contains one of these, e.g. '+compile'")
-    parser.add_argument('--sizes', choices=list(SIZES), default='base',
-                        help="'tiny' to smoke-test the tool itself")
-    parser.add_argument('--seg-img', type=int,
-                        help='segmentation input side instead of 640 (e.g. 320 on a CPU)')
+    parser.add_argument(
+        '--exclude',
+        nargs='+',
+        default=[],
+        help="drop implementations whose label contains one of these, e.g. '+compile'")
+    parser.add_argument(
+        '--sizes', choices=list(SIZES), default='base', help="'tiny' to smoke-test the tool itself")
+    parser.add_argument(
+        '--seg-img', type=int, help='segmentation input side instead of 640 (e.g. 320 on a CPU)')
     parser.add_argument('--out', help='write the JSON report here')
-    parser.add_argument('--list', action='store_true', help='list jobs and implementations, then exit')
+    parser.add_argument(
+        '--list', action='store_true', help='list jobs and implementations, then exit')
     return parser.parse_args()
 
 
@@ -57,10 +77,19 @@ def main() -> None:
     if args.seg_img:
         sizes = dataclasses.replace(sizes, seg_img=args.seg_img)
     report = run_benchmark(
-        args.jobs, device=args.device, batch_sizes=parse_batch_sizes(args.batch_size),
-        dtype=args.dtype, iters=args.iters, warmup=args.warmup, rounds=args.rounds,
-        threads=args.threads, sizes=sizes, compile_mmbeit=args.compile,
-        only=args.only, exclude=args.exclude, adamw=args.adamw,
+        args.jobs,
+        device=args.device,
+        batch_sizes=parse_batch_sizes(args.batch_size),
+        dtype=args.dtype,
+        iters=args.iters,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        threads=args.threads,
+        sizes=sizes,
+        compile_mmbeit=args.compile,
+        only=args.only,
+        exclude=args.exclude,
+        adamw=args.adamw,
         log=lambda s: print(s, file=sys.stderr, flush=True))
     meta = report['meta']
     print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, '

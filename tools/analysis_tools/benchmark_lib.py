@@ -67,15 +67,31 @@ class Sizes:
 
     @property
     def arch(self) -> dict:
-        return dict(embed_dims=self.embed_dims, num_layers=self.num_layers,
-                    num_heads=self.num_heads, feedforward_channels=self.feedforward_channels)
+        return dict(
+            embed_dims=self.embed_dims,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            feedforward_channels=self.feedforward_channels)
 
 
 BASE = Sizes()
-TINY = Sizes(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256, cls_img=32,
-             num_classes=10, seg_img=64, seg_classes=5, seg_out_indices=(0, 1, 2, 3),
-             seg_channels=32, aux_channels=16, mim_img=64, tok_img=32, num_masked=6,
-             vocab_size=512, tok_hidden=64)
+TINY = Sizes(
+    embed_dims=64,
+    num_layers=4,
+    num_heads=4,
+    feedforward_channels=256,
+    cls_img=32,
+    num_classes=10,
+    seg_img=64,
+    seg_classes=5,
+    seg_out_indices=(0, 1, 2, 3),
+    seg_channels=32,
+    aux_channels=16,
+    mim_img=64,
+    tok_img=32,
+    num_masked=6,
+    vocab_size=512,
+    tok_hidden=64)
 SIZES = {'base': BASE, 'tiny': TINY}
 
 
@@ -169,18 +185,23 @@ def tensor_bytes(module: nn.Module, optimizer: Optional[torch.optim.Optimizer] =
 # ------------------------------------------------------------------ inputs
 
 
-def make_inputs(job: str, batch: int, sizes: Sizes, device: torch.device,
+def make_inputs(job: str,
+                batch: int,
+                sizes: Sizes,
+                device: torch.device,
                 seed: int = 0) -> Dict[str, Any]:
     """The synthetic inputs every model of ``job`` gets (the same tensors for all)."""
     g = torch.Generator().manual_seed(seed)
     if job.startswith('cls'):
         s = sizes.cls_img
-        x = dict(img=torch.randn(batch, 3, s, s, generator=g),
-                 labels=torch.randint(sizes.num_classes, (batch,), generator=g))
+        x = dict(
+            img=torch.randn(batch, 3, s, s, generator=g),
+            labels=torch.randint(sizes.num_classes, (batch, ), generator=g))
     elif job.startswith('seg'):
         s = sizes.seg_img
-        x = dict(img=torch.randn(batch, 3, s, s, generator=g),
-                 labels=torch.randint(sizes.seg_classes, (batch, s, s), generator=g))
+        x = dict(
+            img=torch.randn(batch, 3, s, s, generator=g),
+            labels=torch.randint(sizes.seg_classes, (batch, s, s), generator=g))
     elif job == 'mim-train':
         grid = sizes.mim_img // sizes.patch_size
         n = grid * grid
@@ -188,11 +209,13 @@ def make_inputs(job: str, batch: int, sizes: Sizes, device: torch.device,
         order = torch.rand(batch, n, generator=g).argsort(dim=1)
         mask = torch.zeros(batch, n, dtype=torch.bool)
         mask.scatter_(1, order[:, :sizes.num_masked], True)
-        x = dict(img=torch.randn(batch, 3, sizes.mim_img, sizes.mim_img, generator=g),
-                 tok_img=_map_pixels(torch.rand(batch, 3, sizes.tok_img, sizes.tok_img, generator=g)),
-                 mask=mask.view(batch, grid, grid))
+        x = dict(
+            img=torch.randn(batch, 3, sizes.mim_img, sizes.mim_img, generator=g),
+            tok_img=_map_pixels(torch.rand(batch, 3, sizes.tok_img, sizes.tok_img, generator=g)),
+            mask=mask.view(batch, grid, grid))
     elif job == 'tokenizer':
-        x = dict(tok_img=_map_pixels(torch.rand(batch, 3, sizes.tok_img, sizes.tok_img, generator=g)))
+        x = dict(
+            tok_img=_map_pixels(torch.rand(batch, 3, sizes.tok_img, sizes.tok_img, generator=g)))
     else:
         raise ValueError(f'unknown job {job!r}; choose one of {list(JOBS)}')
     return {k: v.to(device) for k, v in x.items()}
@@ -241,9 +264,15 @@ class _LinearClassifier(nn.Module):
 def build_cls_mmbeit(ctx: BuildContext) -> Model:
     from mmbeit.models.backbones.beit import BEiT
     s = ctx.sizes
-    backbone = BEiT(arch=s.arch, img_size=s.cls_img, patch_size=s.patch_size,
-                    out_type='avg_featmap', final_norm=False, use_rel_pos_bias=True,
-                    layer_scale_init_value=0.1, drop_path_rate=s.drop_path_rate)
+    backbone = BEiT(
+        arch=s.arch,
+        img_size=s.cls_img,
+        patch_size=s.patch_size,
+        out_type='avg_featmap',
+        final_norm=False,
+        use_rel_pos_bias=True,
+        layer_scale_init_value=0.1,
+        drop_path_rate=s.drop_path_rate)
     model = _LinearClassifier(backbone, s.embed_dims, s.num_classes)
     return Model(model, lambda x: _cls_loss(model(x['img']), x, ctx.train))
 
@@ -252,9 +281,15 @@ def build_cls_mmpretrain(ctx: BuildContext) -> Model:
     _require('mmpretrain', 'mmpretrain')
     from mmpretrain.models.backbones import BEiTViT
     s = ctx.sizes
-    backbone = BEiTViT(arch=s.arch, img_size=s.cls_img, patch_size=s.patch_size,
-                       out_type='avg_featmap', final_norm=False, use_rel_pos_bias=True,
-                       layer_scale_init_value=0.1, drop_path_rate=s.drop_path_rate)
+    backbone = BEiTViT(
+        arch=s.arch,
+        img_size=s.cls_img,
+        patch_size=s.patch_size,
+        out_type='avg_featmap',
+        final_norm=False,
+        use_rel_pos_bias=True,
+        layer_scale_init_value=0.1,
+        drop_path_rate=s.drop_path_rate)
     model = _LinearClassifier(backbone, s.embed_dims, s.num_classes)
     return Model(model, lambda x: _cls_loss(model(x['img']), x, ctx.train))
 
@@ -263,18 +298,31 @@ def build_cls_timm(ctx: BuildContext) -> Model:
     timm = _require('timm', 'timm')
     s = ctx.sizes
     model = timm.create_model(
-        'beit_base_patch16_224', pretrained=False, num_classes=s.num_classes, img_size=s.cls_img,
-        patch_size=s.patch_size, embed_dim=s.embed_dims, depth=s.num_layers, num_heads=s.num_heads,
-        mlp_ratio=s.feedforward_channels / s.embed_dims, drop_path_rate=s.drop_path_rate)
+        'beit_base_patch16_224',
+        pretrained=False,
+        num_classes=s.num_classes,
+        img_size=s.cls_img,
+        patch_size=s.patch_size,
+        embed_dim=s.embed_dims,
+        depth=s.num_layers,
+        num_heads=s.num_heads,
+        mlp_ratio=s.feedforward_channels / s.embed_dims,
+        drop_path_rate=s.drop_path_rate)
     return Model(model, lambda x: _cls_loss(model(x['img']), x, ctx.train))
 
 
 def _hf_config(s: Sizes, attn: str, img_size: int, **kwargs):
     transformers = _require('transformers', 'transformers')
     args = dict(
-        hidden_size=s.embed_dims, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
-        intermediate_size=s.feedforward_channels, image_size=img_size, patch_size=s.patch_size,
-        use_relative_position_bias=True, use_mean_pooling=True, layer_scale_init_value=0.1,
+        hidden_size=s.embed_dims,
+        num_hidden_layers=s.num_layers,
+        num_attention_heads=s.num_heads,
+        intermediate_size=s.feedforward_channels,
+        image_size=img_size,
+        patch_size=s.patch_size,
+        use_relative_position_bias=True,
+        use_mean_pooling=True,
+        layer_scale_init_value=0.1,
         drop_path_rate=s.drop_path_rate)
     cfg = transformers.BeitConfig(**{**args, **kwargs})
     cfg._attn_implementation = attn
@@ -298,6 +346,7 @@ def build_cls_hf_eager(ctx: BuildContext) -> Model:
 
 # segmentation ---------------------------------------------------------------
 
+
 def _mmseg_models():
     _require('mmseg', 'mmsegmentation')
     try:
@@ -320,19 +369,36 @@ def _seg_heads(s: Sizes) -> dict:
     process."""
     norm_cfg = dict(type='BN', requires_grad=True)
     return dict(
-        neck=dict(type='Feature2Pyramid', embed_dim=s.embed_dims, rescales=[4, 2, 1, 0.5],
-                  norm_cfg=norm_cfg),
+        neck=dict(
+            type='Feature2Pyramid',
+            embed_dim=s.embed_dims,
+            rescales=[4, 2, 1, 0.5],
+            norm_cfg=norm_cfg),
         decode_head=dict(
-            type='UPerHead', in_channels=[s.embed_dims] * 4, in_index=[0, 1, 2, 3],
-            pool_scales=(1, 2, 3, 6), channels=s.seg_channels, dropout_ratio=0.1,
-            num_classes=s.seg_classes, norm_cfg=norm_cfg, align_corners=False,
+            type='UPerHead',
+            in_channels=[s.embed_dims] * 4,
+            in_index=[0, 1, 2, 3],
+            pool_scales=(1, 2, 3, 6),
+            channels=s.seg_channels,
+            dropout_ratio=0.1,
+            num_classes=s.seg_classes,
+            norm_cfg=norm_cfg,
+            align_corners=False,
             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
         auxiliary_head=dict(
-            type='FCNHead', in_channels=s.embed_dims, in_index=2, channels=s.aux_channels,
-            num_convs=1, concat_input=False, dropout_ratio=0.1, num_classes=s.seg_classes,
-            norm_cfg=norm_cfg, align_corners=False,
+            type='FCNHead',
+            in_channels=s.embed_dims,
+            in_index=2,
+            channels=s.aux_channels,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.1,
+            num_classes=s.seg_classes,
+            norm_cfg=norm_cfg,
+            align_corners=False,
             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
 
 
 def _sum_losses(losses: dict) -> torch.Tensor:
@@ -350,8 +416,8 @@ def _seg_model(ctx: BuildContext, model: nn.Module) -> Model:
     from mmseg.structures import SegDataSample
     s = ctx.sizes
     shape = (s.seg_img, s.seg_img)
-    meta = dict(img_shape=shape, pad_shape=shape, ori_shape=shape, scale_factor=(1.0, 1.0),
-                flip=False)
+    meta = dict(
+        img_shape=shape, pad_shape=shape, ori_shape=shape, scale_factor=(1.0, 1.0), flip=False)
     cache: Dict[int, list] = {}
 
     def samples(labels: torch.Tensor) -> list:
@@ -385,8 +451,10 @@ def _config_name(path: str) -> str:
 
 def _replace_types(cfg: Any, old: str, new: str) -> Any:
     if isinstance(cfg, dict):
-        return {k: (new if k == 'type' and v == old else _replace_types(v, old, new))
-                for k, v in cfg.items()}
+        return {
+            k: (new if k == 'type' and v == old else _replace_types(v, old, new))
+            for k, v in cfg.items()
+        }
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(_replace_types(v, old, new) for v in cfg)
     return cfg
@@ -408,10 +476,19 @@ def build_seg_mmbeit(ctx: BuildContext) -> Model:
         cfg['backbone']['img_size'] = s.seg_img
         cfg['test_cfg'] = dict(mode='whole')  # one 640 crop: the same as 'slide' at 640
     else:
-        cfg = dict(type='EncoderDecoder', backbone=dict(
-            type='mmbeit.BEiT', arch=s.arch, img_size=s.seg_img, patch_size=s.patch_size,
-            out_type='featmap', out_indices=s.seg_out_indices, final_norm=False,
-            use_rel_pos_bias=True, layer_scale_init_value=0.1, drop_path_rate=s.drop_path_rate),
+        cfg = dict(
+            type='EncoderDecoder',
+            backbone=dict(
+                type='mmbeit.BEiT',
+                arch=s.arch,
+                img_size=s.seg_img,
+                patch_size=s.patch_size,
+                out_type='featmap',
+                out_indices=s.seg_out_indices,
+                final_norm=False,
+                use_rel_pos_bias=True,
+                layer_scale_init_value=0.1,
+                drop_path_rate=s.drop_path_rate),
             **_seg_heads(s))
     model = _build_in_scope(MODELS, cfg, 'mmseg')
     model.bench_note = (f'{_config_name(path)} (BN, img_size {s.seg_img})'
@@ -422,13 +499,26 @@ def build_seg_mmbeit(ctx: BuildContext) -> Model:
 def build_seg_mmseg(ctx: BuildContext) -> Model:
     MODELS = _mmseg_models()
     s = ctx.sizes
-    cfg = dict(type='EncoderDecoder', backbone=dict(
-        type='BEiT', img_size=(s.seg_img, s.seg_img), patch_size=s.patch_size, in_channels=3,
-        embed_dims=s.embed_dims, num_layers=s.num_layers, num_heads=s.num_heads,
-        mlp_ratio=s.feedforward_channels // s.embed_dims, out_indices=s.seg_out_indices,
-        qv_bias=True, attn_drop_rate=0.0, drop_path_rate=s.drop_path_rate,
-        norm_cfg=dict(type='LN', eps=1e-6), act_cfg=dict(type='GELU'), norm_eval=False,
-        init_values=0.1), **_seg_heads(s))
+    cfg = dict(
+        type='EncoderDecoder',
+        backbone=dict(
+            type='BEiT',
+            img_size=(s.seg_img, s.seg_img),
+            patch_size=s.patch_size,
+            in_channels=3,
+            embed_dims=s.embed_dims,
+            num_layers=s.num_layers,
+            num_heads=s.num_heads,
+            mlp_ratio=s.feedforward_channels // s.embed_dims,
+            out_indices=s.seg_out_indices,
+            qv_bias=True,
+            attn_drop_rate=0.0,
+            drop_path_rate=s.drop_path_rate,
+            norm_cfg=dict(type='LN', eps=1e-6),
+            act_cfg=dict(type='GELU'),
+            norm_eval=False,
+            init_values=0.1),
+        **_seg_heads(s))
     return _seg_model(ctx, _build_in_scope(MODELS, cfg, 'mmseg'))
 
 
@@ -436,8 +526,12 @@ def build_seg_hf_sdpa(ctx: BuildContext) -> Model:
     """transformers' BeitForSemanticSegmentation (its own FPN + UperHead + FCN head)."""
     s = ctx.sizes
     transformers, cfg = _hf_config(
-        s, 'sdpa', s.seg_img, num_labels=s.seg_classes,
-        out_indices=[i + 1 for i in s.seg_out_indices], auxiliary_channels=s.aux_channels,
+        s,
+        'sdpa',
+        s.seg_img,
+        num_labels=s.seg_classes,
+        out_indices=[i + 1 for i in s.seg_out_indices],
+        auxiliary_channels=s.aux_channels,
         use_auxiliary_head=True)
     model = transformers.BeitForSemanticSegmentation(cfg)
 
@@ -451,6 +545,7 @@ def build_seg_hf_sdpa(ctx: BuildContext) -> Model:
 
 
 # masked image modeling and the tokenizer --------------------------------------
+
 
 def _mmpretrain_models():
     _require('mmpretrain', 'mmpretrain')
@@ -478,19 +573,31 @@ def build_mim_mmpretrain(ctx: BuildContext) -> Model:
     (configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py)."""
     MODELS = _mmpretrain_models()
     s = ctx.sizes
-    model = _build_in_scope(MODELS, dict(
-        type='BEiT',
-        backbone=dict(type='BEiTPretrainViT', arch=s.arch, img_size=s.mim_img,
-                      patch_size=s.patch_size, drop_path_rate=s.drop_path_rate, final_norm=True,
-                      out_type='raw', layer_scale_init_value=0.1),
-        neck=None,
-        head=dict(type='BEiTV1Head', embed_dims=s.embed_dims, num_embed=s.vocab_size,
-                  loss=dict(type='CrossEntropyLoss')),
-        target_generator=dict(type='DALL-E', n_hid=s.tok_hidden, vocab_size=s.vocab_size)),
+    model = _build_in_scope(
+        MODELS,
+        dict(
+            type='BEiT',
+            backbone=dict(
+                type='BEiTPretrainViT',
+                arch=s.arch,
+                img_size=s.mim_img,
+                patch_size=s.patch_size,
+                drop_path_rate=s.drop_path_rate,
+                final_norm=True,
+                out_type='raw',
+                layer_scale_init_value=0.1),
+            neck=None,
+            head=dict(
+                type='BEiTV1Head',
+                embed_dims=s.embed_dims,
+                num_embed=s.vocab_size,
+                loss=dict(type='CrossEntropyLoss')),
+            target_generator=dict(type='DALL-E', n_hid=s.tok_hidden, vocab_size=s.vocab_size)),
         'mmpretrain')
     cache: dict = {}
-    return Model(model, lambda x: _sum_losses(
-        model.loss([x['img'], x['tok_img']], _mask_samples(x['mask'], cache))))
+    return Model(
+        model, lambda x: _sum_losses(
+            model.loss([x['img'], x['tok_img']], _mask_samples(x['mask'], cache))))
 
 
 def build_mim_mmbeit(ctx: BuildContext) -> Model:
@@ -508,24 +615,35 @@ def build_mim_mmbeit(ctx: BuildContext) -> Model:
         cfg['backbone']['img_size'] = s.mim_img
         tok = cfg['target_generator']
     else:
-        cfg = dict(type='mmbeit.BEiTPretrain', backbone=dict(
-            type='mmbeit.BEiT', arch=s.arch, img_size=s.mim_img, patch_size=s.patch_size,
-            drop_path_rate=s.drop_path_rate, layer_scale_init_value=0.1, use_mask_token=True,
-            use_rel_pos_bias=False, use_shared_rel_pos_bias=True, final_norm=True, out_type='raw'),
+        cfg = dict(
+            type='mmbeit.BEiTPretrain',
+            backbone=dict(
+                type='mmbeit.BEiT',
+                arch=s.arch,
+                img_size=s.mim_img,
+                patch_size=s.patch_size,
+                drop_path_rate=s.drop_path_rate,
+                layer_scale_init_value=0.1,
+                use_mask_token=True,
+                use_rel_pos_bias=False,
+                use_shared_rel_pos_bias=True,
+                final_norm=True,
+                out_type='raw'),
             head=dict(type='mmbeit.BEiTMIMHead'),
-            target_generator=dict(type='mmbeit.DALLEEncoder', n_hid=s.tok_hidden,
-                                  vocab_size=s.vocab_size))
+            target_generator=dict(
+                type='mmbeit.DALLEEncoder', n_hid=s.tok_hidden, vocab_size=s.vocab_size))
         tok = cfg['target_generator']
     for key in ('checkpoint', 'init_cfg'):
         tok.pop(key, None)  # random tokenizer weights, no download
     # the bf16 tokenizer path only in a 16-bit run: on an fp32 run every model computes in fp32
     tok['fast'] = ctx.dtype != 'fp32'
     model = _build_in_scope(MODELS, cfg, 'mmpretrain')
-    model.bench_note = ((_config_name(path) if path else 'built directly')
-                        + f', tokenizer fast={tok["fast"]}')
+    model.bench_note = ((_config_name(path) if path else 'built directly') +
+                        f', tokenizer fast={tok["fast"]}')
     cache: dict = {}
-    return Model(model, lambda x: _sum_losses(
-        model.loss([x['img'], x['tok_img']], _mask_samples(x['mask'], cache))))
+    return Model(
+        model, lambda x: _sum_losses(
+            model.loss([x['img'], x['tok_img']], _mask_samples(x['mask'], cache))))
 
 
 def build_mim_hf_dalle(ctx: BuildContext) -> Model:
@@ -533,12 +651,20 @@ def build_mim_hf_dalle(ctx: BuildContext) -> Model:
     s = ctx.sizes
     _require('dall_e', 'dall-e attrs requests')
     from dall_e import Encoder
-    transformers, cfg = _hf_config(s, 'sdpa', s.mim_img, vocab_size=s.vocab_size,
-                                   use_mask_token=True, use_shared_relative_position_bias=True,
-                                   use_relative_position_bias=False, use_mean_pooling=False)
-    model = nn.ModuleDict(dict(
-        mim=transformers.BeitForMaskedImageModeling(cfg),
-        tokenizer=Encoder(n_hid=s.tok_hidden, vocab_size=s.vocab_size, device=ctx.device).eval()))
+    transformers, cfg = _hf_config(
+        s,
+        'sdpa',
+        s.mim_img,
+        vocab_size=s.vocab_size,
+        use_mask_token=True,
+        use_shared_relative_position_bias=True,
+        use_relative_position_bias=False,
+        use_mean_pooling=False)
+    model = nn.ModuleDict(
+        dict(
+            mim=transformers.BeitForMaskedImageModeling(cfg),
+            tokenizer=Encoder(n_hid=s.tok_hidden, vocab_size=s.vocab_size,
+                              device=ctx.device).eval()))
 
     def fn(x: dict):
         mask = x['mask'].flatten(1)  # [B, N]
@@ -565,9 +691,9 @@ def build_tok_dalle(ctx: BuildContext) -> Model:
 def build_tok_mmpretrain(ctx: BuildContext) -> Model:
     MODELS = _mmpretrain_models()
     s = ctx.sizes
-    model = _build_in_scope(MODELS, dict(type='DALL-E', n_hid=s.tok_hidden,
-                                         vocab_size=s.vocab_size, device=ctx.device),
-                            'mmpretrain').eval()
+    model = _build_in_scope(
+        MODELS, dict(type='DALL-E', n_hid=s.tok_hidden, vocab_size=s.vocab_size, device=ctx.device),
+        'mmpretrain').eval()
     return Model(model, lambda x: model(x['tok_img']).argmax(1))
 
 
@@ -607,26 +733,42 @@ class Job:
     entries: Dict[str, Callable[[BuildContext], Model]]
 
 
-_CLS = {'mmbeit': build_cls_mmbeit, 'timm': build_cls_timm, 'timm+compile': build_cls_timm,
-        'hf-sdpa': build_cls_hf_sdpa, 'hf-eager': build_cls_hf_eager,
-        'mmpretrain': build_cls_mmpretrain}
+_CLS = {
+    'mmbeit': build_cls_mmbeit,
+    'timm': build_cls_timm,
+    'timm+compile': build_cls_timm,
+    'hf-sdpa': build_cls_hf_sdpa,
+    'hf-eager': build_cls_hf_eager,
+    'mmpretrain': build_cls_mmpretrain
+}
 _SEG = {'mmbeit': build_seg_mmbeit, 'mmseg': build_seg_mmseg, 'hf-sdpa': build_seg_hf_sdpa}
 
 JOBS: Dict[str, Job] = {
-    'cls-infer': Job('BEiT-B/16 @224, 1000 classes: inference', False, 256, 8, _CLS),
-    'cls-train': Job('BEiT-B/16 @224, 1000 classes: train step (AdamW)', True, 128, 4, _CLS),
-    'seg-infer': Job('UperNet + BEiT-B @640, 150 classes: inference', False, 16, 1, _SEG),
+    'cls-infer':
+    Job('BEiT-B/16 @224, 1000 classes: inference', False, 256, 8, _CLS),
+    'cls-train':
+    Job('BEiT-B/16 @224, 1000 classes: train step (AdamW)', True, 128, 4, _CLS),
+    'seg-infer':
+    Job('UperNet + BEiT-B @640, 150 classes: inference', False, 16, 1, _SEG),
     # training needs 2 images at least: the BN after UPerHead's 1x1 pooling sees one value per image
-    'seg-train': Job('UperNet + BEiT-B @640: train step (AdamW)', True, 16, 2, _SEG),
-    'mim-train': Job('BEiT-B MIM pretraining step with the DALL-E tokenizer @224/112', True, 128, 2,
-                     {'mmbeit': build_mim_mmbeit, 'mmpretrain': build_mim_mmpretrain,
-                      'hf-sdpa+dall_e': build_mim_hf_dalle}),
-    'tokenizer': Job('DALL-E tokenizer @112: tokens', False, 256, 8,
-                     {'mmbeit': build_tok_mmbeit, 'mmbeit-fast': build_tok_mmbeit_fast,
-                      'dall_e': build_tok_dalle,
-                      'mmpretrain': build_tok_mmpretrain}),
+    'seg-train':
+    Job('UperNet + BEiT-B @640: train step (AdamW)', True, 16, 2, _SEG),
+    'mim-train':
+    Job(
+        'BEiT-B MIM pretraining step with the DALL-E tokenizer @224/112', True, 128, 2, {
+            'mmbeit': build_mim_mmbeit,
+            'mmpretrain': build_mim_mmpretrain,
+            'hf-sdpa+dall_e': build_mim_hf_dalle
+        }),
+    'tokenizer':
+    Job(
+        'DALL-E tokenizer @112: tokens', False, 256, 8, {
+            'mmbeit': build_tok_mmbeit,
+            'mmbeit-fast': build_tok_mmbeit_fast,
+            'dall_e': build_tok_dalle,
+            'mmpretrain': build_tok_mmpretrain
+        }),
 }
-
 
 # ------------------------------------------------------------------ harness
 
@@ -663,8 +805,8 @@ class Entry:
 
     def fail(self, e: BaseException) -> None:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        self.status = (f'missing: {msg}' if isinstance(e, Missing)
-                       else f'error: {type(e).__name__}: {msg}')[:300]
+        self.status = (f'missing: {msg}'
+                       if isinstance(e, Missing) else f'error: {type(e).__name__}: {msg}')[:300]
         self.step = None
 
 
@@ -681,16 +823,19 @@ def _autocast(device: torch.device, dtype: str):
 
 
 def _make_step(model: Model, inputs: dict, train: bool, device: torch.device, dtype: str,
-               compile: bool, adamw: str) -> Tuple[Callable[[], None], Optional[torch.optim.Optimizer]]:
+               compile: bool,
+               adamw: str) -> Tuple[Callable[[], None], Optional[torch.optim.Optimizer]]:
     module, fn = model.module.to(device), model.fn
     module.train(train)
     if compile:
         fn = torch.compile(fn)
     amp = _autocast(device, dtype)
     if not train:
+
         def step() -> None:
             with torch.no_grad(), amp():
                 fn(inputs)
+
         return step, None
     params = [p for p in module.parameters() if p.requires_grad]
     kwargs = {'default': {}, 'foreach': dict(foreach=True), 'fused': dict(fused=True)}[adamw]
@@ -702,13 +847,22 @@ def _make_step(model: Model, inputs: dict, train: bool, device: torch.device, dt
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
     return train_step, optimizer
 
 
-def run_job(job_name: str, batch: int, device: torch.device, dtype: str = 'fp32',
-            iters: int = 5, warmup: int = 2, rounds: int = 3, sizes: Sizes = BASE,
-            compile_mmbeit: bool = False, only: Optional[Sequence[str]] = None,
-            exclude: Sequence[str] = (), adamw: str = 'default',
+def run_job(job_name: str,
+            batch: int,
+            device: torch.device,
+            dtype: str = 'fp32',
+            iters: int = 5,
+            warmup: int = 2,
+            rounds: int = 3,
+            sizes: Sizes = BASE,
+            compile_mmbeit: bool = False,
+            only: Optional[Sequence[str]] = None,
+            exclude: Sequence[str] = (),
+            adamw: str = 'default',
             log: Callable[[str], None] = lambda s: None) -> List[Entry]:
     """Build, warm up and time every entry of one job, interleaved; see the module doc."""
     if job_name not in JOBS:
@@ -716,11 +870,19 @@ def run_job(job_name: str, batch: int, device: torch.device, dtype: str = 'fp32'
     job = JOBS[job_name]
     builders = dict(job.entries)
     if compile_mmbeit:
-        builders = {**{k: v for k, v in builders.items() if k == 'mmbeit'},
-                    'mmbeit+compile': builders['mmbeit'],
-                    **{k: v for k, v in builders.items() if k != 'mmbeit'}}
-    labels = [k for k in builders
-              if (not only or k in only) and not any(e and e in k for e in exclude)]
+        builders = {
+            **{
+                k: v
+                for k, v in builders.items() if k == 'mmbeit'
+            }, 'mmbeit+compile': builders['mmbeit'],
+            **{
+                k: v
+                for k, v in builders.items() if k != 'mmbeit'
+            }
+        }
+    labels = [
+        k for k in builders if (not only or k in only) and not any(e and e in k for e in exclude)
+    ]
     inputs = make_inputs(job_name, batch, sizes, device)
     ctx = BuildContext(sizes=sizes, train=job.train, device=device, dtype=dtype)
     entries = []
@@ -783,19 +945,23 @@ def label_pad(label: str) -> str:
 
 def environment(device: torch.device, threads: int) -> dict:
     """Device, software versions and load, for the report."""
-    info = dict(date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-                python=platform.python_version(), torch=torch.__version__,
-                device=str(device), threads=threads, memory_method=memory_method(device),
-                load_avg=list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
-                command=' '.join([os.path.basename(sys.executable)] + sys.argv))
+    info = dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        device=str(device),
+        threads=threads,
+        memory_method=memory_method(device),
+        load_avg=list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
+        command=' '.join([os.path.basename(sys.executable)] + sys.argv))
     if device.type == 'cuda':
         info['device_name'] = torch.cuda.get_device_name(device)
     else:
         name = platform.processor()
         with contextlib.suppress(OSError):
             with open('/proc/cpuinfo') as f:
-                name = next((ln.split(':', 1)[1].strip() for ln in f
-                             if ln.startswith('model name')), name)
+                name = next(
+                    (ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), name)
         info['device_name'] = f'{name} ({os.cpu_count()} logical CPUs)'
     versions = {}
     for mod in ('mmbeit', 'timm', 'transformers', 'mmpretrain', 'mmseg', 'mmengine', 'dall_e'):
@@ -809,11 +975,20 @@ def environment(device: torch.device, threads: int) -> dict:
     return info
 
 
-def run_benchmark(jobs: Sequence[str], device: str = 'cpu', batch_sizes: Optional[Dict[str, int]] = None,
-                  dtype: Optional[str] = None, iters: int = 5, warmup: int = 2, rounds: int = 3,
-                  threads: Optional[int] = None, sizes: Sizes = BASE, compile_mmbeit: bool = False,
-                  only: Optional[Sequence[str]] = None, exclude: Sequence[str] = (),
-                  adamw: str = 'default', log: Callable[[str], None] = lambda s: None) -> dict:
+def run_benchmark(jobs: Sequence[str],
+                  device: str = 'cpu',
+                  batch_sizes: Optional[Dict[str, int]] = None,
+                  dtype: Optional[str] = None,
+                  iters: int = 5,
+                  warmup: int = 2,
+                  rounds: int = 3,
+                  threads: Optional[int] = None,
+                  sizes: Sizes = BASE,
+                  compile_mmbeit: bool = False,
+                  only: Optional[Sequence[str]] = None,
+                  exclude: Sequence[str] = (),
+                  adamw: str = 'default',
+                  log: Callable[[str], None] = lambda s: None) -> dict:
     """Run ``jobs`` and return the JSON-ready report (``meta`` and one table per job).
 
     Args:
@@ -841,20 +1016,24 @@ def run_benchmark(jobs: Sequence[str], device: str = 'cpu', batch_sizes: Optiona
         raise ValueError(f'unknown jobs {unknown}; choose from {list(JOBS)}')
     import mmbeit  # noqa: F401  (compatibility fixes before the peers import)
     meta = environment(dev, torch.get_num_threads())
-    meta.update(dtype=dtype, iters=iters, warmup=warmup, rounds=rounds, adamw=adamw,
-                sizes=asdict(sizes))
+    meta.update(
+        dtype=dtype, iters=iters, warmup=warmup, rounds=rounds, adamw=adamw, sizes=asdict(sizes))
     report = dict(meta=meta, jobs={})
     for name in jobs:
         job = JOBS[name]
-        batch = (batch_sizes or {}).get(name) or (job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
+        batch = (batch_sizes
+                 or {}).get(name) or (job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
         load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
         t0 = time.perf_counter()
         entries = run_job(name, batch, dev, dtype, iters, warmup, rounds, sizes, compile_mmbeit,
                           only, exclude, adamw, log)
         report['jobs'][name] = dict(
-            title=job.title, batch=batch, seconds=round(time.perf_counter() - t0, 1),
+            title=job.title,
+            batch=batch,
+            seconds=round(time.perf_counter() - t0, 1),
             load_avg_1min=[load0, os.getloadavg()[0] if hasattr(os, 'getloadavg') else None],
-            results={e.label: _entry_json(e) for e in entries})
+            results={e.label: _entry_json(e)
+                     for e in entries})
         gc.collect()
         if dev.type == 'cuda':
             torch.cuda.empty_cache()
@@ -866,14 +1045,19 @@ def _mib(n: Optional[int]) -> Optional[float]:
 
 
 def _entry_json(e: Entry) -> dict:
-    return dict(status=e.status, note=e.note, img_per_s=_round(e.img_per_s),
-                img_per_s_rounds=[_round(v) for v in e.rounds],
-                img_per_cpu_s=_round(e.img_per_cpu_s),
-                img_per_cpu_s_rounds=[_round(v) for v in e.cpu_rounds],
-                peak_mib=_mib(e.peak_bytes), static_mib=_mib(e.static_bytes),
-                transient_mib=_mib(e.transient_bytes),
-                params_m=None if e.params is None else round(e.params / 1e6, 2),
-                build_s=_round(e.build_s), warmup_s=_round(e.warmup_s))
+    return dict(
+        status=e.status,
+        note=e.note,
+        img_per_s=_round(e.img_per_s),
+        img_per_s_rounds=[_round(v) for v in e.rounds],
+        img_per_cpu_s=_round(e.img_per_cpu_s),
+        img_per_cpu_s_rounds=[_round(v) for v in e.cpu_rounds],
+        peak_mib=_mib(e.peak_bytes),
+        static_mib=_mib(e.static_bytes),
+        transient_mib=_mib(e.transient_bytes),
+        params_m=None if e.params is None else round(e.params / 1e6, 2),
+        build_s=_round(e.build_s),
+        warmup_s=_round(e.warmup_s))
 
 
 def _round(v: Optional[float]) -> Optional[float]:
@@ -900,8 +1084,8 @@ def markdown_table(report: dict) -> str:
         ref = res.get('mmbeit', {}).get(key)
         for label, r in res.items():
             if r['status'] != 'ok':
-                rows.append(f'| {name} | {job["batch"]} | {label} | {r["status"]} |'
-                            + ' |' * (head.count(' |') - 4))
+                rows.append(f'| {name} | {job["batch"]} | {label} | {r["status"]} |' + ' |' *
+                            (head.count(' |') - 4))
                 continue
             cells = [_speed(r['img_per_s'], r['img_per_s_rounds'])]
             if on_cpu:
@@ -930,12 +1114,15 @@ def parse_batch_sizes(items: Sequence[str]) -> Dict[str, int]:
         if '=' in item:
             job, _, value = item.partition('=')
             if job not in JOBS:
-                raise ValueError(f'--batch-size names unknown job {job!r}; choose from {list(JOBS)}')
+                raise ValueError(
+                    f'--batch-size names unknown job {job!r}; choose from {list(JOBS)}')
             out[job] = int(value)
         else:
             out.update({job: int(item) for job in JOBS})
     return out
 
 
-__all__ = ['BASE', 'TINY', 'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs',
-           'run_job', 'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes']
+__all__ = [
+    'BASE', 'TINY', 'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs',
+    'run_job', 'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes'
+]

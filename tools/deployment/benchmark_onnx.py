@@ -71,16 +71,21 @@ def main(argv=None) -> int:
     H, W = args.shape or _default_shape(model)
     x = torch.randn(args.batch, 3, H, W)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_module(module, x, osp.join(tmp, 'model.onnx'), dynamic=args.dynamic,
-                             multiple=_patch_size(model), min_side=2)
+        path = export_module(
+            module,
+            x,
+            osp.join(tmp, 'model.onnx'),
+            dynamic=args.dynamic,
+            multiple=_patch_size(model),
+            min_side=2)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
         feed = {session.get_inputs()[0].name: x.numpy()}
         with torch.no_grad():
-            t_torch, t_ort = median_seconds(
-                [lambda: module(x), lambda: session.run(None, feed)], args.iters)
+            t_torch, t_ort = median_seconds([lambda: module(x), lambda: session.run(None, feed)],
+                                            args.iters)
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     print(f'{osp.basename(args.config)}  input {args.batch}x3x{H}x{W}  '
           f'{"dynamic" if args.dynamic else "fixed"}-shape export')

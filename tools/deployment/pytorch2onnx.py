@@ -18,13 +18,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file of a classifier or segmentor')
     parser.add_argument('checkpoint', help="checkpoint path / URL / folder, or 'none'")
     parser.add_argument('--out', required=True, help='the file to write (.onnx or .pt2)')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help="traced input size (default: the backbone's img_size)")
-    parser.add_argument('--dynamic', action='store_true',
-                        help='symbolic batch, height and width (multiples of the patch size)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help="traced input size (default: the backbone's img_size)")
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='symbolic batch, height and width (multiples of the patch size)')
     parser.add_argument('--format', default='onnx', choices=('onnx', 'pt2'))
-    parser.add_argument('--tol', type=float, default=1e-4,
-                        help='largest accepted max abs diff against PyTorch (default 1e-4)')
+    parser.add_argument(
+        '--tol',
+        type=float,
+        default=1e-4,
+        help='largest accepted max abs diff against PyTorch (default 1e-4)')
     parser.add_argument('--no-check', action='store_true', help='skip the comparison')
     return parser.parse_args(argv)
 
@@ -36,9 +45,14 @@ def main(argv=None) -> int:
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     model = get_model(args.config, pretrained=checkpoint or False)
     try:
-        result = export_model(model, args.out, shape=args.shape,
-                              dynamic=args.dynamic, fmt=args.format, check=not args.no_check,
-                              tol=args.tol)
+        result = export_model(
+            model,
+            args.out,
+            shape=args.shape,
+            dynamic=args.dynamic,
+            fmt=args.format,
+            check=not args.no_check,
+            tol=args.tol)
     except ExportCheckError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

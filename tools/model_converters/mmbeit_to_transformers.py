@@ -17,13 +17,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('src', help='mmbeit checkpoint file or URL (any format mmbeit reads)')
     parser.add_argument('out_dir', help='output folder')
     parser.add_argument('--task', required=True, choices=TASKS)
-    parser.add_argument('--num-heads', type=int, help='attention heads (read from the weights '
-                        'when the model has relative position tables)')
+    parser.add_argument(
+        '--num-heads',
+        type=int,
+        help='attention heads (read from the weights '
+        'when the model has relative position tables)')
     parser.add_argument('--img-size', type=int, help='image size (default: from the weights)')
-    parser.add_argument('--out-indices', type=int, nargs=4,
-                        help='segmentation: the backbone out_indices (0-based), e.g. 3 5 7 11')
-    parser.add_argument('--pool-scales', type=int, nargs='+', default=[1, 2, 3, 6],
-                        help='segmentation: UPerHead pool scales')
+    parser.add_argument(
+        '--out-indices',
+        type=int,
+        nargs=4,
+        help='segmentation: the backbone out_indices (0-based), e.g. 3 5 7 11')
+    parser.add_argument(
+        '--pool-scales',
+        type=int,
+        nargs='+',
+        default=[1, 2, 3, 6],
+        help='segmentation: UPerHead pool scales')
     parser.add_argument('--classes', help='text file with one label name per line')
     parser.add_argument('--norm-eps', type=float, default=1e-6, help='LayerNorm epsilon')
     return parser.parse_args()
@@ -35,10 +45,16 @@ def main() -> None:
     if args.classes:
         with open(args.classes) as f:
             classes = [line.strip() for line in f if line.strip()]
-    save_transformers(read_checkpoint(args.src), args.out_dir, args.task,
-                      num_heads=args.num_heads, img_size=args.img_size,
-                      out_indices=args.out_indices, pool_scales=args.pool_scales,
-                      classes=classes, norm_eps=args.norm_eps)
+    save_transformers(
+        read_checkpoint(args.src),
+        args.out_dir,
+        args.task,
+        num_heads=args.num_heads,
+        img_size=args.img_size,
+        out_indices=args.out_indices,
+        pool_scales=args.pool_scales,
+        classes=classes,
+        norm_eps=args.norm_eps)
     print(f'wrote {args.out_dir}/config.json and model.safetensors ({args.task})')
 
 

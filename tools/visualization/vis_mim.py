@@ -14,8 +14,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='a masked image modeling config (mmbeit.BEiTPretrain)')
     parser.add_argument('images', nargs='+', help='image files')
-    parser.add_argument('--checkpoint', help='weights (any format mmbeit converts); '
-                        'without it the model is randomly initialised')
+    parser.add_argument(
+        '--checkpoint',
+        help='weights (any format mmbeit converts); '
+        'without it the model is randomly initialised')
     parser.add_argument('--out-dir', default='work_dirs/vis_mim')
     parser.add_argument('--num-masked', type=int, help='masked patches (default 40%%)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the blockwise mask')
@@ -30,8 +32,8 @@ def main() -> None:
     model = get_model(args.config, pretrained=args.checkpoint or False, device=args.device)
     for image in args.images:
         out = osp.join(args.out_dir, osp.splitext(osp.basename(image))[0] + '_mim.png')
-        result = visualize_mim(model, image, out, num_masking_patches=args.num_masked,
-                               seed=args.seed)
+        result = visualize_mim(
+            model, image, out, num_masking_patches=args.num_masked, seed=args.seed)
         print(f'{out}: {int(result["mask"].sum())} masked patches, '
               f'{result["accuracy"]:.1f}% predicted right')
 

@@ -26,5 +26,6 @@ model = dict(
         # unilm scales the truncated-normal(0.02) head init by init_scale 0.001
         init_cfg=dict(type='TruncNormal', layer='Linear', std=2e-5),
     ),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
+    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
+                             dict(type='CutMix', alpha=1.0)]),
 )

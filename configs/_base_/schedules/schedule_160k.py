@@ -29,7 +29,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # writes to a temporary name and renames: a killed run always leaves a checkpoint to resume from
-    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3),
+    checkpoint=dict(
+        type='mmbeit.AtomicCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir turns drawing on
     visualization=dict(type='SegVisualizationHook'))

@@ -26,5 +26,6 @@ train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
 test_dataloader = dict(batch_size=128)
 
-default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
+default_hooks = dict(
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -29,13 +29,24 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.85))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.05, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5, end=30,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=0.05,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=5,
+        end=30,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=30)
 auto_scale_lr = dict(base_batch_size=512)
 
-default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
+default_hooks = dict(
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -31,14 +31,25 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.65))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5, end=90,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=5,
+        end=90,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=90, val_interval=1)
 val_cfg = None
 auto_scale_lr = dict(base_batch_size=4096)
 
-default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
+default_hooks = dict(
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -31,10 +31,20 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.75))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5, end=50,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=5,
+        end=50,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=50)
 # tools/train.py --auto-scale-lr rescales lr by (GPUs x per-GPU batch) / base_batch_size;
@@ -42,5 +52,6 @@ train_cfg = dict(max_epochs=50)
 # the total batch of 1024: on 8 GPUs the lr stays the recipe's 1e-3
 auto_scale_lr = dict(base_batch_size=512)
 
-default_hooks = dict(checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
+default_hooks = dict(
+    checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -15,7 +15,8 @@ _base_ = [
 
 # mmbeit.utils.sample_data.SAMPLE_CLS_CLASSES, in label order
 classes = ('checkerboard', 'circle', 'square', 'stripes', 'triangle')
-data_root = '{{fileDirname}}/../../../data/sample/imagenet'  # the repository's data/, from any working directory
+# the repository's data/, from any working directory
+data_root = '{{fileDirname}}/../../../data/sample/imagenet'
 
 data_preprocessor = dict(
     num_classes=len(classes),
@@ -33,14 +34,20 @@ model = dict(
         # No-op placeholder (initializes no layer): the backbone keeps its own init until
         # the cfg-options above turn it into dict(type='Pretrained', ...).
         init_cfg=dict(type='TruncNormal', layer=[], std=0.02)),
-    head=dict(num_classes=len(classes), in_channels=64,
-              init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02)),
+    head=dict(
+        num_classes=len(classes),
+        in_channels=64,
+        init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02)),
     train_cfg=None)  # no Mixup / CutMix on 500 images
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.5, 1.0), backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=64,
+        crop_ratio_range=(0.5, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -56,16 +63,20 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=False,  # exact resume in epoch-based loops
     drop_last=True,
-    dataset=dict(type='ImageNet', data_root=data_root, split='train', classes=classes,
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='ImageNet',
+        data_root=data_root,
+        split='train',
+        classes=classes,
+        pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = dict(
     batch_size=50,
     num_workers=2,
     persistent_workers=False,  # exact resume in epoch-based loops
-    dataset=dict(type='ImageNet', data_root=data_root, split='val', classes=classes,
-                 pipeline=test_pipeline),
+    dataset=dict(
+        type='ImageNet', data_root=data_root, split='val', classes=classes, pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, ))
@@ -85,10 +96,20 @@ optim_wrapper = dict(
         }),
 )
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=2,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2, end=20,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-2,
+        by_epoch=True,
+        begin=0,
+        end=2,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=2,
+        end=20,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=5)
 val_cfg = dict()

@@ -53,8 +53,7 @@ class BEiTPretrain(BaseModel):
             data_preprocessor = dict(DEFAULT_DATA_PREPROCESSOR)
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         if getattr(self.backbone, 'mask_token', None) is None:
             raise ValueError('BEiTPretrain: the backbone needs a mask token; '
@@ -67,14 +66,12 @@ class BEiTPretrain(BaseModel):
         head.setdefault('embed_dims', self.backbone.embed_dims)
         head.setdefault('num_embed', self.target_generator.vocab_size)
         if head['embed_dims'] != self.backbone.embed_dims:
-            raise ValueError(
-                f"BEiTPretrain: head embed_dims={head['embed_dims']} but the "
-                f'backbone is {self.backbone.embed_dims} wide (leave it out)')
+            raise ValueError(f"BEiTPretrain: head embed_dims={head['embed_dims']} but the "
+                             f'backbone is {self.backbone.embed_dims} wide (leave it out)')
         if head['num_embed'] != self.target_generator.vocab_size:
-            raise ValueError(
-                f"BEiTPretrain: head num_embed={head['num_embed']} but the "
-                f'tokenizer has {self.target_generator.vocab_size} tokens '
-                '(leave it out)')
+            raise ValueError(f"BEiTPretrain: head num_embed={head['num_embed']} but the "
+                             f'tokenizer has {self.target_generator.vocab_size} tokens '
+                             '(leave it out)')
         self.head = MODELS.build(head)
         # any load_state_dict converts and fits every BEiT checkpoint format (mmbeit.converters)
         register_conversion_hook(self, target='pretrain')
@@ -92,22 +89,20 @@ class BEiTPretrain(BaseModel):
                            f'got {mode!r} (pretraining has no predictions; '
                            'evaluate the backbone by fine-tuning)')
 
-    def extract_feat(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
-                     ) -> Tuple[torch.Tensor, ...]:
+    def extract_feat(
+            self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> Tuple[torch.Tensor, ...]:
         """Backbone features of unmasked images (of the first view if two)."""
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
         return self.backbone(inputs)
 
-    def mim_logits(self, img: torch.Tensor,
-                   mask: torch.Tensor) -> torch.Tensor:
+    def mim_logits(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token logits of every patch: [B, 3, H, W], bool [B, N] ->
         [B, N, vocab]."""
         feats = self.backbone(img, mask)[0]  # [B, 1 + N, C]
         return self.head(feats[:, 1:])
 
-    def loss(self, inputs: Sequence[torch.Tensor],
-             data_samples: list) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: Sequence[torch.Tensor], data_samples: list) -> Dict[str, torch.Tensor]:
         """The MIM loss of a batch.
 
         Args:
@@ -120,13 +115,12 @@ class BEiTPretrain(BaseModel):
             ``loss`` and ``accuracy`` (% of masked patches).
         """
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError(
-                'BEiTPretrain: expected two views [image, tokenizer image] '
-                '(TwoViewRandomResizedCrop + TwoNormDataPreprocessor), got '
-                f'{type(inputs).__name__}')
+            raise ValueError('BEiTPretrain: expected two views [image, tokenizer image] '
+                             '(TwoViewRandomResizedCrop + TwoNormDataPreprocessor), got '
+                             f'{type(inputs).__name__}')
         img, tokenizer_img = inputs
-        mask = torch.stack([s.mask for s in data_samples]).to(
-            img.device, torch.bool).flatten(1)  # [B, N]
+        mask = torch.stack([s.mask for s in data_samples]).to(img.device,
+                                                              torch.bool).flatten(1)  # [B, N]
         feats = self.backbone(img, mask)[0]  # [B, 1 + N, C]
         # through forward, not get_tokens: an FSDP unit gathers its shards only in its forward
         target = self.target_generator(tokenizer_img).argmax(dim=1).flatten(1)  # [B, N]

@@ -50,8 +50,14 @@ def root_class(name: str) -> type:
         doc = (f"{pkg_name(module)}'s ``{host}``; every ``load_state_dict`` converts and fits "
                'any BEiT checkpoint format to it completely, or raises naming the format '
                f'and keys (:mod:`{__name__}`).')
-        cls = type(name, (base, ), {'__init__': __init__, '__doc__': doc, '__module__': __name__,
-                                    '__qualname__': name, 'conversion_target': target})
+        cls = type(
+            name, (base, ), {
+                '__init__': __init__,
+                '__doc__': doc,
+                '__module__': __name__,
+                '__qualname__': name,
+                'conversion_target': target
+            })
         _CLASSES[name] = cls
     return cls
 

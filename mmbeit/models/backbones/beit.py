@@ -18,8 +18,7 @@ from mmbeit.registry import MODELS
 from ..layers.patch_embed import PatchEmbed
 from ..layers.relative_position_bias import RelativePositionBias, RelPosWindow
 from ..layers.transformer_layer import BEiTTransformerLayer
-from ..utils.pos_resize import (check_rel_pos_resize_mode,
-                                resize_abs_pos_embed)
+from ..utils.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -88,17 +87,28 @@ class BEiT(BaseModule):
             any supported BEiT checkpoint format.
     """
 
-    def __init__(self, arch: Union[str, dict] = 'base',
-                 img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16,
-                 in_channels: int = 3, out_type: str = 'avg_featmap',
-                 out_indices: Union[int, Sequence[int]] = -1, drop_rate: float = 0.,
-                 attn_drop_rate: float = 0., drop_path_rate: float = 0.,
-                 qkv_bias: bool = True, layer_scale_init_value: float = 0.1,
-                 use_abs_pos_emb: bool = False, use_rel_pos_bias: bool = True,
-                 use_shared_rel_pos_bias: bool = False, use_mask_token: bool = False,
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_type: str = 'avg_featmap',
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 layer_scale_init_value: float = 0.1,
+                 use_abs_pos_emb: bool = False,
+                 use_rel_pos_bias: bool = True,
+                 use_shared_rel_pos_bias: bool = False,
+                 use_mask_token: bool = False,
                  rel_pos_resize: str = 'unilm',
-                 final_norm: Optional[bool] = None, norm_eps: float = 1e-6, with_cp: bool = False,
-                 frozen_stages: int = -1, init_cfg: Optional[dict] = None) -> None:
+                 final_norm: Optional[bool] = None,
+                 norm_eps: float = 1e-6,
+                 with_cp: bool = False,
+                 frozen_stages: int = -1,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
         self.embed_dims = C = self.arch['embed_dims']
@@ -110,7 +120,8 @@ class BEiT(BaseModule):
         self.img_size = tuple(to_2tuple(img_size))
         self.patch_size = patch_size
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
-            raise ValueError(f'img_size {self.img_size} is not a multiple of patch_size {patch_size}')
+            raise ValueError(
+                f'img_size {self.img_size} is not a multiple of patch_size {patch_size}')
         self.patch_resolution = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.with_cp = with_cp
         if final_norm is None:
@@ -123,31 +134,38 @@ class BEiT(BaseModule):
         for i in out_indices:
             j = i + self.num_layers if i < 0 else i
             if not 0 <= j < self.num_layers:
-                raise ValueError(f'out_indices entry {i} is out of range for {self.num_layers} layers')
+                raise ValueError(
+                    f'out_indices entry {i} is out of range for {self.num_layers} layers')
             self.out_indices.append(j)
 
         self.patch_embed = PatchEmbed(in_channels, C, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, C)) if use_mask_token else None
         num_patches = self.patch_resolution[0] * self.patch_resolution[1]
-        self.pos_embed = (nn.Parameter(torch.zeros(1, 1 + num_patches, C))
-                          if use_abs_pos_emb else None)
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, 1 + num_patches, C)) if use_abs_pos_emb else None)
         self.drop_after_pos = nn.Dropout(drop_rate)
         self.rel_pos_resize = check_rel_pos_resize_mode(rel_pos_resize)
-        self.rel_pos_bias = (RelativePositionBias(self.patch_resolution, self.num_heads,
-                                                  rel_pos_resize)
-                             if use_shared_rel_pos_bias else None)
+        self.rel_pos_bias = (
+            RelativePositionBias(self.patch_resolution, self.num_heads, rel_pos_resize)
+            if use_shared_rel_pos_bias else None)
         self.use_rel_pos_bias = use_rel_pos_bias
 
         dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
         self.layers = nn.ModuleList([
             BEiTTransformerLayer(
-                C, self.num_heads, self.arch['feedforward_channels'],
+                C,
+                self.num_heads,
+                self.arch['feedforward_channels'],
                 window_size=self.patch_resolution if use_rel_pos_bias else None,
-                qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                drop_path_rate=dpr[i], layer_scale_init_value=layer_scale_init_value,
-                norm_eps=norm_eps, rel_pos_resize=rel_pos_resize)
-            for i in range(self.num_layers)])
+                qkv_bias=qkv_bias,
+                drop_rate=drop_rate,
+                attn_drop_rate=attn_drop_rate,
+                drop_path_rate=dpr[i],
+                layer_scale_init_value=layer_scale_init_value,
+                norm_eps=norm_eps,
+                rel_pos_resize=rel_pos_resize) for i in range(self.num_layers)
+        ])
         self.norm = nn.LayerNorm(C, eps=norm_eps) if final_norm else None
         self.fc_norm = nn.LayerNorm(C, eps=norm_eps) if out_type == 'avg_featmap' else None
 
@@ -178,7 +196,7 @@ class BEiT(BaseModule):
                 layer.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
 
     def init_weights(self) -> None:
-        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` in any known format."""
+        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``, any format."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             from mmbeit.converters import load_pretrained
@@ -191,8 +209,9 @@ class BEiT(BaseModule):
     def _pos_embed_for(self, hw: Tuple[int, int]) -> torch.Tensor:
         return resize_abs_pos_embed(self.pos_embed, self.patch_resolution, hw)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, ...]:
+    def forward(self,
+                x: torch.Tensor,
+                mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
         """x: [B, in, H, W]; mask: bool [B, H/p, W/p] or [B, N], True = masked patch.
 
         Returns one output per ``out_indices`` entry, shaped by ``out_type``.

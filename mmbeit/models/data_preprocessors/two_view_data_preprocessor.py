@@ -44,16 +44,13 @@ class TwoViewDataPreprocessor(BaseDataPreprocessor):
                  to_rgb: bool = True,
                  non_blocking: Optional[bool] = False) -> None:
         super().__init__(non_blocking=non_blocking)
-        for name, value in (('mean', mean), ('std', std),
-                            ('second_mean', second_mean),
+        for name, value in (('mean', mean), ('std', std), ('second_mean', second_mean),
                             ('second_std', second_std)):
             if len(value) not in (1, 3):
                 raise ValueError(f'TwoViewDataPreprocessor: {name} needs 1 or '
                                  f'3 values, got {list(value)}')
             self.register_buffer(name,
-                                 torch.tensor(value,
-                                              dtype=torch.float32).view(
-                                                  1, -1, 1, 1), False)
+                                 torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.to_rgb = to_rgb
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -62,16 +59,14 @@ class TwoViewDataPreprocessor(BaseDataPreprocessor):
         data = self.cast_data(data)
         inputs = data['inputs']
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError(
-                'TwoViewDataPreprocessor: expected inputs [view, '
-                'second_view] (from TwoViewRandomResizedCrop), got '
-                f'{type(inputs).__name__}'
-                + (f' of length {len(inputs)}'
-                   if isinstance(inputs, (list, tuple)) else ''))
+            raise ValueError('TwoViewDataPreprocessor: expected inputs [view, '
+                             'second_view] (from TwoViewRandomResizedCrop), got '
+                             f'{type(inputs).__name__}' +
+                             (f' of length {len(inputs)}' if isinstance(inputs, (list,
+                                                                                 tuple)) else ''))
         views = []
-        for view, mean, std in ((inputs[0], self.mean, self.std),
-                                (inputs[1], self.second_mean,
-                                 self.second_std)):
+        for view, mean, std in ((inputs[0], self.mean, self.std), (inputs[1], self.second_mean,
+                                                                   self.second_std)):
             if isinstance(view, (list, tuple)):
                 view = torch.stack(view)  # pseudo_collate: one per image
             if view.dim() != 4:
@@ -79,9 +74,8 @@ class TwoViewDataPreprocessor(BaseDataPreprocessor):
                                  f'[B, C, H, W], got {list(view.shape)}')
             if self.to_rgb:
                 if view.shape[1] != 3:
-                    raise ValueError(
-                        'TwoViewDataPreprocessor: to_rgb needs 3 channels, '
-                        f'got {view.shape[1]}')
+                    raise ValueError('TwoViewDataPreprocessor: to_rgb needs 3 channels, '
+                                     f'got {view.shape[1]}')
                 view = view.flip(1)
             views.append((view.float() - mean) / std)
         return dict(inputs=views, data_samples=data.get('data_samples'))

@@ -68,22 +68,20 @@ class BEiTMIMHead(BaseModule):
         if feats.shape[1] == mask.shape[1] + 1:
             feats = feats[:, 1:]  # drop the class token
         if feats.shape[:2] != mask.shape or target.shape != mask.shape:
-            raise ValueError(
-                f'BEiTMIMHead: features {tuple(feats.shape)}, targets '
-                f'{tuple(target.shape)} and mask {tuple(mask.shape)} must '
-                'agree on [B, N] (one token per patch: the tokenizer view '
-                'must be patch_size / 8 times smaller than the image)')
+            raise ValueError(f'BEiTMIMHead: features {tuple(feats.shape)}, targets '
+                             f'{tuple(target.shape)} and mask {tuple(mask.shape)} must '
+                             'agree on [B, N] (one token per patch: the tokenizer view '
+                             'must be patch_size / 8 times smaller than the image)')
         logits = self(feats[mask])  # [M, num_embed], M masked patches
         target = target[mask]  # [M]
         loss = F.cross_entropy(logits.float(), target)
         if self.check_finite and not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(
-                f'non-finite MIM loss ({loss.item()}) at iteration '
-                f'{_iteration()}: {int(mask.sum())} masked patches, '
-                f'non-finite logits: {int((~torch.isfinite(logits)).sum())}. '
-                'Lower the learning rate, keep warmup and gradient clipping '
-                '(clip_grad=dict(max_norm=3.0)), then resume from the last '
-                'checkpoint.')
+            raise NonFiniteLossError(f'non-finite MIM loss ({loss.item()}) at iteration '
+                                     f'{_iteration()}: {int(mask.sum())} masked patches, '
+                                     f'non-finite logits: {int((~torch.isfinite(logits)).sum())}. '
+                                     'Lower the learning rate, keep warmup and gradient clipping '
+                                     '(clip_grad=dict(max_norm=3.0)), then resume from the last '
+                                     'checkpoint.')
         with torch.no_grad():
             accuracy = (logits.argmax(-1) == target).float().mean() * 100
         return dict(loss=loss, accuracy=accuracy)

@@ -30,13 +30,18 @@ class BEiTAttention(nn.Module):
             size at run time, 'unilm' or 'bilinear' (see :class:`RelativePositionBias`).
     """
 
-    def __init__(self, embed_dims: int, num_heads: int,
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
                  window_size: Optional[Tuple[int, int]] = None,
-                 qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., rel_pos_resize: str = 'unilm') -> None:
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 rel_pos_resize: str = 'unilm') -> None:
         super().__init__()
         if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+            raise ValueError(
+                f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
@@ -45,13 +50,16 @@ class BEiTAttention(nn.Module):
             self.v_bias = nn.Parameter(torch.zeros(embed_dims))
         else:
             self.q_bias = self.v_bias = None
-        self.rel_pos_bias = (RelativePositionBias(window_size, num_heads, rel_pos_resize)
-                             if window_size is not None else None)
+        self.rel_pos_bias = (
+            RelativePositionBias(window_size, num_heads, rel_pos_resize)
+            if window_size is not None else None)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                window_size: Tuple[int, int],
                 shared_bias: Optional[torch.Tensor] = None,
                 window: Optional[RelPosWindow] = None) -> torch.Tensor:
         """x: [B, N, C] (N = 1 + Wh*Ww); shared_bias: [heads, N, N] or None.
@@ -66,8 +74,8 @@ class BEiTAttention(nn.Module):
             qkv = qkv + torch.cat([self.q_bias, k_bias, self.v_bias]).to(qkv.dtype)
         qkv = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, heads, N, C/heads] each
-        attn_bias = (self.rel_pos_bias(window_size, window) if self.rel_pos_bias is not None
-                     else None)
+        attn_bias = (
+            self.rel_pos_bias(window_size, window) if self.rel_pos_bias is not None else None)
         if shared_bias is not None:
             attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias
         if attn_bias is not None:

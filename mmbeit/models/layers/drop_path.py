@@ -14,7 +14,7 @@ class DropPath(nn.Module):
         if self.drop_prob == 0. or not self.training:
             return x
         keep = 1 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
 
     def extra_repr(self) -> str:

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..utils.pos_resize import (RelPosWeights, apply_rel_pos_resize, check_rel_pos_resize_mode,
-                                infer_square_window, rel_pos_resize_weights, rel_pos_table_size)
+                                rel_pos_resize_weights, rel_pos_table_size)
 
 
 def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
@@ -44,8 +44,7 @@ class RelPosWindow:
         device: where the index and weights are built.
     """
 
-    def __init__(self, window_size: Tuple, device: Union[str, torch.device, None] = None
-                 ) -> None:
+    def __init__(self, window_size: Tuple, device: Union[str, torch.device, None] = None) -> None:
         self.window_size = tuple(window_size)
         self.device = device
         self._index: Optional[torch.Tensor] = None
@@ -84,7 +83,9 @@ class RelativePositionBias(nn.Module):
             spline, default) or 'bilinear' (transformers' ``interpolate_pos_encoding``).
     """
 
-    def __init__(self, window_size: Tuple[int, int], num_heads: int,
+    def __init__(self,
+                 window_size: Tuple[int, int],
+                 num_heads: int,
                  resize_mode: str = 'unilm') -> None:
         super().__init__()
         self.window_size = tuple(window_size)
@@ -95,7 +96,8 @@ class RelativePositionBias(nn.Module):
         self._index_cache: Dict[Tuple[int, int], torch.Tensor] = {}
         self._bias_cache: Dict[tuple, torch.Tensor] = {}
 
-    def forward(self, window_size: Tuple[int, int],
+    def forward(self,
+                window_size: Tuple[int, int],
                 window: Optional[RelPosWindow] = None) -> torch.Tensor:
         """Bias for a (Wh, Ww) window: [num_heads, Wh*Ww+1, Wh*Ww+1].
 

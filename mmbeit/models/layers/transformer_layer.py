@@ -6,8 +6,8 @@ import torch.nn as nn
 
 from .attention import BEiTAttention
 from .drop_path import DropPath
-from .relative_position_bias import RelPosWindow
 from .mlp import Mlp
+from .relative_position_bias import RelPosWindow
 
 
 class BEiTTransformerLayer(nn.Module):
@@ -27,25 +27,34 @@ class BEiTTransformerLayer(nn.Module):
         rel_pos_resize: run-time resizing of the per-layer table, 'unilm' or 'bilinear'.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
-                 window_size: Optional[Tuple[int, int]] = None, qkv_bias: bool = True,
-                 drop_rate: float = 0., attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0., layer_scale_init_value: float = 0.1,
-                 norm_eps: float = 1e-6, rel_pos_resize: str = 'unilm') -> None:
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 feedforward_channels: int,
+                 window_size: Optional[Tuple[int, int]] = None,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 0.1,
+                 norm_eps: float = 1e-6,
+                 rel_pos_resize: str = 'unilm') -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.attn = BEiTAttention(embed_dims, num_heads, window_size, qkv_bias,
-                                  attn_drop_rate, drop_rate, rel_pos_resize)
+        self.attn = BEiTAttention(embed_dims, num_heads, window_size, qkv_bias, attn_drop_rate,
+                                  drop_rate, rel_pos_resize)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.mlp = Mlp(embed_dims, feedforward_channels, drop_rate)
         if layer_scale_init_value > 0:
-            self.gamma1 = nn.Parameter(torch.full((embed_dims,), float(layer_scale_init_value)))
-            self.gamma2 = nn.Parameter(torch.full((embed_dims,), float(layer_scale_init_value)))
+            self.gamma1 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))
+            self.gamma2 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))
         else:
             self.gamma1 = self.gamma2 = None
 
-    def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                window_size: Tuple[int, int],
                 shared_bias: Optional[torch.Tensor] = None,
                 window: Optional[RelPosWindow] = None) -> torch.Tensor:
         """x: [B, N, C] -> [B, N, C]; ``window``: the forward's shared :class:`RelPosWindow`."""

@@ -52,8 +52,7 @@ class DALLEEncoderBlock(nn.Module):
         post_gain: scale of the residual path, ``1 / num_blocks ** 2``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 post_gain: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, post_gain: float) -> None:
         super().__init__()
         hid_channels = out_channels // 4
         self.post_gain = post_gain
@@ -87,7 +86,8 @@ class DALLEEncoder(BaseModule):
         fast: run the body in ``fast_dtype`` / channels_last (the last 1x1
             convolution stays float32, TF32 allowed). Meant for CUDA; on CPUs
             it is slower than float32. Defaults to False.
-        fast_dtype: None (default: float16 on CUDA, bfloat16 on the CPU), ``'float16'`` (OpenAI's own CUDA precision,
+        fast_dtype: None (default: float16 on CUDA, bfloat16 on the CPU), ``'float16'``
+            (OpenAI's own CUDA precision,
             whose logit error is ~8x smaller) or ``'bfloat16'`` (on random
             weights it flips ~1.5% of the tokens, float16 ~0.4%). A batch
             whose float16 logits overflow is redone in float32.
@@ -116,17 +116,14 @@ class DALLEEncoder(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         checkpoint = _checkpoint_from_init_cfg(init_cfg, checkpoint)
         super().__init__(init_cfg=None)
-        for name, value in (('group_count', group_count), ('n_hid', n_hid),
-                            ('n_blk_per_group', n_blk_per_group),
-                            ('input_channels', input_channels),
-                            ('vocab_size', vocab_size)):
+        for name, value in (('group_count', group_count), ('n_hid', n_hid), ('n_blk_per_group',
+                                                                             n_blk_per_group),
+                            ('input_channels', input_channels), ('vocab_size', vocab_size)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f'DALLEEncoder: {name} must be a positive int, got '
-                    f'{value!r}')
+                raise ValueError(f'DALLEEncoder: {name} must be a positive int, got '
+                                 f'{value!r}')
         if n_hid % 4:
-            raise ValueError(
-                f'DALLEEncoder: n_hid must be a multiple of 4, got {n_hid}')
+            raise ValueError(f'DALLEEncoder: n_hid must be a multiple of 4, got {n_hid}')
         self.group_count = group_count
         self.n_hid = n_hid
         self.n_blk_per_group = n_blk_per_group
@@ -149,8 +146,7 @@ class DALLEEncoder(BaseModule):
             out_channels = n_hid * 2**g
             blocks = []
             for _ in range(n_blk_per_group):
-                blocks.append(
-                    DALLEEncoderBlock(in_channels, out_channels, post_gain))
+                blocks.append(DALLEEncoderBlock(in_channels, out_channels, post_gain))
                 in_channels = out_channels
             self.stages.append(nn.Sequential(*blocks))
         self.head = nn.Conv2d(in_channels, vocab_size, 1)
@@ -191,8 +187,7 @@ class DALLEEncoder(BaseModule):
             self.reset_parameters()
         self._is_init = True
 
-    def load_weights(self, checkpoint: Union[str, Mapping[str, Any],
-                                             nn.Module]) -> None:
+    def load_weights(self, checkpoint: Union[str, Mapping[str, Any], nn.Module]) -> None:
         """Load weights strictly from a file, URL, state dict or module.
 
         Any layout of :func:`mmbeit.converters.dalle.detect_dalle_format`
@@ -202,15 +197,12 @@ class DALLEEncoder(BaseModule):
             checkpoint = load_dalle_checkpoint_file(checkpoint)
         self.load_state_dict(convert_dalle_checkpoint(checkpoint), strict=True)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str,
-                              *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # Every loading path (a parent's load_state_dict, mmengine's
         # load_checkpoint, ...) accepts OpenAI's / OpenMMLab's keys too.
         own = [k for k in state_dict if k.startswith(prefix)]
         if own and all(k[len(prefix):].startswith('blocks.') for k in own):
-            converted = convert_dall_e(
-                {k[len(prefix):]: state_dict.pop(k)
-                 for k in own})
+            converted = convert_dall_e({k[len(prefix):]: state_dict.pop(k) for k in own})
             state_dict.update({prefix + k: v for k, v in converted.items()})
         head = state_dict.get(prefix + 'head.weight')
         # A parent's load that only hands back this module's own tensors (a checkpoint
@@ -237,10 +229,10 @@ class DALLEEncoder(BaseModule):
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             if self.fast:
                 dtype = self._fast_dtype_on(x.device)
-                logits = self._logits(self._fast_body(dtype), x.to(
-                    _FAST_DTYPES[dtype], memory_format=torch.channels_last))
-                if dtype == 'bfloat16' or bool(
-                        torch.isfinite(logits).all()):
+                logits = self._logits(
+                    self._fast_body(dtype),
+                    x.to(_FAST_DTYPES[dtype], memory_format=torch.channels_last))
+                if dtype == 'bfloat16' or bool(torch.isfinite(logits).all()):
                     return logits
                 warnings.warn('DALLEEncoder: float16 overflowed; this batch '
                               'is tokenized in float32')
@@ -263,22 +255,18 @@ class DALLEEncoder(BaseModule):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if self._pending_checkpoint is not None:
-            raise RuntimeError(
-                f'DALLEEncoder: the weights of checkpoint='
-                f'{self._pending_checkpoint!r} are not loaded yet; call '
-                'init_weights() (the Runner does) or load_weights() first')
+            raise RuntimeError(f'DALLEEncoder: the weights of checkpoint='
+                               f'{self._pending_checkpoint!r} are not loaded yet; call '
+                               'init_weights() (the Runner does) or load_weights() first')
         if x.dim() != 4 or x.shape[1] != self.input_channels:
-            raise ValueError(
-                f'DALLEEncoder: expected input [B, {self.input_channels}, H, '
-                f'W], got {list(x.shape)}')
+            raise ValueError(f'DALLEEncoder: expected input [B, {self.input_channels}, H, '
+                             f'W], got {list(x.shape)}')
         if not x.is_floating_point():
-            raise ValueError(
-                'DALLEEncoder: expected a floating point input mapped to '
-                f'[0.1, 0.9] (map_pixels), got dtype {x.dtype}')
+            raise ValueError('DALLEEncoder: expected a floating point input mapped to '
+                             f'[0.1, 0.9] (map_pixels), got dtype {x.dtype}')
         if x.shape[2] % self.downsample or x.shape[3] % self.downsample:
-            raise ValueError(
-                f'DALLEEncoder: input size {tuple(x.shape[2:])} is not '
-                f'divisible by the output stride {self.downsample}')
+            raise ValueError(f'DALLEEncoder: input size {tuple(x.shape[2:])} is not '
+                             f'divisible by the output stride {self.downsample}')
 
     def _fast_dtype_on(self, device: torch.device) -> str:
         """``fast_dtype``; by default (None) float16 on CUDA and bfloat16 on the
@@ -294,17 +282,14 @@ class DALLEEncoder(BaseModule):
         Cast once and kept until the float32 weights change (a load, a move
         to another device), which the key of versions and pointers detects.
         """
-        params = [p for n, p in self.named_parameters()
-                  if not n.startswith('head.')]
-        key = (dtype, ) + tuple(
-            (p.device, p.data_ptr(), p._version) for p in params)
+        params = [p for n, p in self.named_parameters() if not n.startswith('head.')]
+        key = (dtype, ) + tuple((p.device, p.data_ptr(), p._version) for p in params)
         if self._fast_cache is None or self._fast_cache[0] != key:
             self._fast_cache = None  # free the old copy first
             body = nn.Module()
             body.stem = copy.deepcopy(self.stem)
             body.stages = copy.deepcopy(self.stages)
-            body.to(dtype=_FAST_DTYPES[dtype],
-                    memory_format=torch.channels_last)
+            body.to(dtype=_FAST_DTYPES[dtype], memory_format=torch.channels_last)
             self._fast_cache = (key, body)
         return self._fast_cache[1]
 
@@ -336,21 +321,18 @@ def _ieee_fp32_convs(enabled: bool) -> Iterator[None]:
             torch.backends.cudnn.allow_tf32 = previous
 
 
-def _checkpoint_from_init_cfg(init_cfg: Optional[dict],
-                              checkpoint: Optional[str]) -> Optional[str]:
+def _checkpoint_from_init_cfg(init_cfg: Optional[dict], checkpoint: Optional[str]) -> Optional[str]:
     """Accept mmpretrain's ``init_cfg=dict(type='Pretrained', ...)``."""
     if init_cfg is None:
         return checkpoint
     if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
-        raise ValueError(
-            "DALLEEncoder: init_cfg may only be dict(type='Pretrained', "
-            f'checkpoint=...) (or use checkpoint=...), got {init_cfg!r}')
+        raise ValueError("DALLEEncoder: init_cfg may only be dict(type='Pretrained', "
+                         f'checkpoint=...) (or use checkpoint=...), got {init_cfg!r}')
     extra = set(init_cfg) - {'type', 'checkpoint'}
     if extra:
         raise ValueError(f'DALLEEncoder: unsupported init_cfg keys '
                          f'{sorted(extra)}; allowed: type, checkpoint')
     if checkpoint is not None and checkpoint != init_cfg['checkpoint']:
-        raise ValueError(
-            f'DALLEEncoder: checkpoint={checkpoint!r} and init_cfg '
-            f'checkpoint={init_cfg["checkpoint"]!r} disagree')
+        raise ValueError(f'DALLEEncoder: checkpoint={checkpoint!r} and init_cfg '
+                         f'checkpoint={init_cfg["checkpoint"]!r} disagree')
     return init_cfg['checkpoint']

@@ -58,9 +58,8 @@ def infer_square_window(num_rows: int) -> Tuple[int, int]:
     """Window size (Wh, Ww) of a square relative-position table of ``num_rows`` rows."""
     side = math.isqrt(num_rows - NUM_EXTRA_REL_TOKENS)
     if side * side != num_rows - NUM_EXTRA_REL_TOKENS or side % 2 == 0:
-        raise ValueError(
-            f'A relative position table of {num_rows} rows is not (2W-1)^2+3 '
-            'for any square window W; cannot infer its window size.')
+        raise ValueError(f'A relative position table of {num_rows} rows is not (2W-1)^2+3 '
+                         'for any square window W; cannot infer its window size.')
     return (side + 1) // 2, (side + 1) // 2
 
 
@@ -79,7 +78,8 @@ def _is_static(sizes: Sequence[Size]) -> bool:
 RelPosWeights = Optional[Tuple[torch.Tensor, torch.Tensor]]
 
 
-def rel_pos_resize_weights(src_window: Tuple[int, int], dst_window: Tuple[Size, Size],
+def rel_pos_resize_weights(src_window: Tuple[int, int],
+                           dst_window: Tuple[Size, Size],
                            mode: str = 'unilm',
                            device: Union[str, torch.device, None] = None) -> RelPosWeights:
     """The per-axis weights ``(A_h, A_w)`` that resize a table from one window to another.
@@ -107,13 +107,15 @@ def rel_pos_resize_weights(src_window: Tuple[int, int], dst_window: Tuple[Size, 
     if src_h == src_w:  # a square source (every BEiT checkpoint): both axes in one pass
         a_h, a_w = _unilm_weights(src_h, (dst_h, dst_w), device)
     else:
-        (a_h,), (a_w,) = (_unilm_weights(src_h, (dst_h,), device),
-                          _unilm_weights(src_w, (dst_w,), device))
+        (a_h, ), (a_w, ) = (_unilm_weights(src_h, (dst_h, ),
+                                           device), _unilm_weights(src_w, (dst_w, ), device))
     return a_h, a_w
 
 
-def apply_rel_pos_resize(table: torch.Tensor, src_window: Tuple[int, int],
-                         dst_window: Tuple[Size, Size], weights: RelPosWeights,
+def apply_rel_pos_resize(table: torch.Tensor,
+                         src_window: Tuple[int, int],
+                         dst_window: Tuple[Size, Size],
+                         weights: RelPosWeights,
                          mode: str = 'unilm') -> torch.Tensor:
     """Resize ``table`` with the ``weights`` of :func:`rel_pos_resize_weights`.
 
@@ -133,8 +135,8 @@ def apply_rel_pos_resize(table: torch.Tensor, src_window: Tuple[int, int],
     grid = table[:-NUM_EXTRA_REL_TOKENS].float()  # [src_h*src_w, heads]
     grid = grid.reshape(src_h, src_w, num_heads).permute(2, 0, 1)  # [heads, src_h, src_w]
     if mode == 'bilinear':
-        grid = F.interpolate(grid.unsqueeze(0), size=(dst_h, dst_w), mode='bilinear',
-                             align_corners=False).squeeze(0)
+        grid = F.interpolate(
+            grid.unsqueeze(0), size=(dst_h, dst_w), mode='bilinear', align_corners=False).squeeze(0)
     else:
         if weights is None:
             raise ValueError(f'unilm resize from {src_window} to {dst_window} needs the '
@@ -145,8 +147,10 @@ def apply_rel_pos_resize(table: torch.Tensor, src_window: Tuple[int, int],
     return torch.cat([grid, table[-NUM_EXTRA_REL_TOKENS:]], dim=0)
 
 
-def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
-                         dst_window: Tuple[Size, Size], mode: str = 'unilm') -> torch.Tensor:
+def resize_rel_pos_table(table: torch.Tensor,
+                         src_window: Tuple[int, int],
+                         dst_window: Tuple[Size, Size],
+                         mode: str = 'unilm') -> torch.Tensor:
     """Resize a BEiT relative-position bias table to another window.
 
     The (2Wh-1)x(2Ww-1) grid of offsets is resized by ``mode`` ('unilm': the
@@ -176,7 +180,8 @@ def resize_rel_pos_table(table: torch.Tensor, src_window: Tuple[int, int],
     return apply_rel_pos_resize(table, src_window, dst_window, weights, mode)
 
 
-def unilm_axis_weights(src_len: int, dst_len: Size,
+def unilm_axis_weights(src_len: int,
+                       dst_len: Size,
                        device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """Interpolation weights of unilm's resize along one axis of offsets.
 
@@ -193,7 +198,7 @@ def unilm_axis_weights(src_len: int, dst_len: Size,
     Returns:
         fp32 [dst_len, src_len]
     """
-    return _unilm_weights(src_len, (dst_len,), device)[0]
+    return _unilm_weights(src_len, (dst_len, ), device)[0]
 
 
 def _unilm_weights(src_len: int, dst_lens: Sequence[Size],
@@ -208,7 +213,7 @@ def _unilm_weights(src_len: int, dst_lens: Sequence[Size],
     powers = torch.arange(src_half, dtype=torch.float32, device=device)  # 0 .. n-1
     q = _bisect_ratio(powers, dst_half)  # [k]
     q = torch.where(dst_half == src_half, torch.ones_like(q), q)
-    dis = torch.cumsum(q[:, None] ** powers, 1)  # [k, n]: 1, 1+q, 1+q+q^2, ...
+    dis = torch.cumsum(q[:, None]**powers, 1)  # [k, n]: 1, 1+q, 1+q+q^2, ...
     nodes = torch.cat([-dis.flip(1), dis.new_zeros(len(targets), 1), dis], 1)  # [k, src_len]
     slopes = _not_a_knot_slopes(nodes) if src_len > 3 else [None] * len(targets)
     return [_spline_weights(nodes[i], targets[i], slopes[i]) for i in range(len(targets))]
@@ -233,19 +238,20 @@ def _bisect_ratio(powers: torch.Tensor, dst_half: torch.Tensor) -> torch.Tensor:
         [k] q.
     """
     halvings = _BISECTION_STEPS - 1
-    width = (_Q_HIGH - _Q_LOW) / 2 ** halvings  # of the last bracket
-    fine = 2 ** (halvings // 2)
-    coarse = 2 ** halvings // fine
+    width = (_Q_HIGH - _Q_LOW) / 2**halvings  # of the last bracket
+    fine = 2**(halvings // 2)
+    coarse = 2**halvings // fine
     steps = torch.arange(1, coarse, dtype=torch.float32, device=powers.device)
-    reach = ((_Q_LOW + steps * fine * width)[:, None] ** powers).sum(1)  # [coarse-1]
+    reach = ((_Q_LOW + steps * fine * width)[:, None]**powers).sum(1)  # [coarse-1]
     base = (reach[None] <= dst_half[:, None]).sum(1) * fine  # [k] bracket points below
     index = base[:, None] + torch.arange(1, fine, dtype=torch.float32, device=powers.device)
-    reach = ((_Q_LOW + index * width)[..., None] ** powers).sum(-1)  # [k, fine-1]
+    reach = ((_Q_LOW + index * width)[..., None]**powers).sum(-1)  # [k, fine-1]
     low = base + (reach <= dst_half[:, None]).sum(1)  # [k] the bracket [low, low+1]
     return _Q_LOW + (low + 0.5) * width
 
 
-def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor,
+def _spline_weights(nodes: torch.Tensor,
+                    targets: torch.Tensor,
                     slopes: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Weights of the not-a-knot cubic spline through ``nodes`` evaluated at ``targets``.
 
@@ -270,7 +276,8 @@ def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor,
         x0, x1, x2 = nodes[0], nodes[1], nodes[2]
         return torch.stack([(t - x1) * (t - x2) / ((x0 - x1) * (x0 - x2)),
                             (t - x0) * (t - x2) / ((x1 - x0) * (x1 - x2)),
-                            (t - x0) * (t - x1) / ((x2 - x0) * (x2 - x1))], dim=1)
+                            (t - x0) * (t - x1) / ((x2 - x0) * (x2 - x1))],
+                           dim=1)
     if slopes is None:
         slopes = _not_a_knot_slopes(nodes[None])[0]
     # interval [nodes[j], nodes[j+1]] of each target, j in 0 .. n-2
@@ -281,9 +288,9 @@ def _spline_weights(nodes: torch.Tensor, targets: torch.Tensor,
     width = h[j]  # [m]
     u = (t - nodes[j]) / width  # [m] in [0, 1]
     # cubic Hermite basis on the interval: values at both ends, slopes at both ends
-    h00 = (1 + 2 * u) * (1 - u) ** 2
+    h00 = (1 + 2 * u) * (1 - u)**2
     h01 = u * u * (3 - 2 * u)
-    h10 = u * (1 - u) ** 2 * width
+    h10 = u * (1 - u)**2 * width
     h11 = u * u * (u - 1) * width
     values = left * h00[:, None] + right * h01[:, None]
     return values + (left * h10[:, None] + right * h11[:, None]) @ slopes
@@ -318,8 +325,8 @@ def _not_a_knot_slopes(nodes: torch.Tensor, squarings: int = 6) -> torch.Tensor:
     h0, h1, h_2, h_1 = h[:, :1], h[:, 1:2], h[:, -2:-1], h[:, -1:]  # [k, 1] each
     d0, d1 = h0 + h1, h_2 + h_1
     # right-hand sides of the n rows, each a row vector over the values: [k, n]
-    first = ((h0 + 2 * d0) * h1 * delta[:, 0] + h0 ** 2 * delta[:, 1]) / d0
-    last = (h_1 ** 2 * delta[:, -2] + (2 * d1 + h_1) * h_2 * delta[:, -1]) / d1
+    first = ((h0 + 2 * d0) * h1 * delta[:, 0] + h0**2 * delta[:, 1]) / d0
+    last = (h_1**2 * delta[:, -2] + (2 * d1 + h_1) * h_2 * delta[:, -1]) / d1
     inner = 3 * (h[:, 1:, None] * delta[:, :-1] + h[:, :-1, None] * delta[:, 1:])  # [k, n-2, n]
     # the system of the inner slopes s_1 .. s_{n-2}: row i reads
     # sub_i s_{i-1} + diag_i s_i + sup_i s_{i+1}, the end rows made by the row differences
@@ -345,7 +352,8 @@ def _not_a_knot_slopes(nodes: torch.Tensor, squarings: int = 6) -> torch.Tensor:
     return torch.cat([first_slope[:, None], inner_slopes, last_slope[:, None]], 1)
 
 
-def resize_abs_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],
+def resize_abs_pos_embed(pos_embed: torch.Tensor,
+                         src_grid: Tuple[int, int],
                          dst_grid: Tuple[Size, Size],
                          num_prefix_tokens: int = 1) -> torch.Tensor:
     """Resize an absolute position embedding [1, prefix + Hs*Ws, C] to another grid (bicubic).
@@ -362,8 +370,8 @@ def resize_abs_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],
                          f'expected {src_grid[0]}x{src_grid[1]}')
     dim = grid.shape[-1]
     grid = grid.reshape(1, src_grid[0], src_grid[1], dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=dst_grid, mode='bicubic',
-                         align_corners=False).to(pos_embed.dtype)
+    grid = F.interpolate(
+        grid.float(), size=dst_grid, mode='bicubic', align_corners=False).to(pos_embed.dtype)
     grid = grid.permute(0, 2, 3, 1).reshape(1, dst_grid[0] * dst_grid[1], dim)
     return torch.cat([prefix, grid], dim=1)
 

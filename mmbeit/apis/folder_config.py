@@ -27,7 +27,7 @@ import json
 import math
 import os.path as osp
 import re
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     'is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm',
@@ -128,6 +128,33 @@ def _meta(classes: Optional[Tuple[str, ...]]) -> dict:
     return dict(classes=tuple(classes)) if classes else {}
 
 
+def _classifier_cfg(backbone: dict, num_classes: int, embed_dims: int, mean: Sequence[float],
+                    std: Sequence[float], pipeline: list, classes: Optional[Tuple[str, ...]],
+                    **extra: Any) -> dict:
+    """The config dict of a ``mmbeit.BEiTClassifier`` with a linear head and a test loader."""
+    model = dict(
+        type='mmbeit.BEiTClassifier',
+        backbone=backbone,
+        neck=None,
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=embed_dims),
+        data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std, to_rgb=True))
+    loader = dict(
+        batch_size=1,
+        num_workers=0,
+        dataset=dict(
+            type='CustomDataset',
+            data_root='',
+            with_label=False,
+            metainfo=_meta(classes),
+            pipeline=pipeline))
+    return dict(
+        default_scope='mmpretrain',
+        model=model,
+        test_pipeline=pipeline,
+        test_dataloader=loader,
+        **extra)
+
+
 def config_from_transformers(config: Mapping,
                              processor: Optional[Mapping] = None,
                              source: str = 'config.json'):
@@ -161,27 +188,8 @@ def config_from_transformers(config: Mapping,
             raise ValueError(f'{source}: a BeitForImageClassification config needs num_labels '
                              'or id2label')
         pipeline = [dict(type='LoadImageFromFile'), *_resize_steps(pre), dict(type='PackInputs')]
-        model = dict(
-            type='mmbeit.BEiTClassifier',
-            backbone=backbone,
-            neck=None,
-            head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=embed),
-            data_preprocessor=dict(
-                num_classes=num_classes, mean=pre['mean'], std=pre['std'], to_rgb=True))
-        cfg = dict(
-            default_scope='mmpretrain',
-            model=model,
-            test_pipeline=pipeline,
-            test_dataloader=dict(
-                batch_size=1,
-                num_workers=0,
-                dataset=dict(
-                    type='CustomDataset',
-                    data_root='',
-                    with_label=False,
-                    metainfo=_meta(classes),
-                    pipeline=pipeline)),
-            **common)
+        cfg = _classifier_cfg(backbone, num_classes, embed, pre['mean'], pre['std'], pipeline,
+                              classes, **common)
     elif task == 'segmentation':
         if not num_classes:
             raise ValueError(f'{source}: a BeitForSemanticSegmentation config needs num_labels '
@@ -321,25 +329,14 @@ def config_from_timm(config: Mapping, source: str = 'config.json'):
     ]
     from .class_names import classes_from_transformers_config
     classes = classes_from_transformers_config(config)
-    model = dict(
-        type='mmbeit.BEiTClassifier',
-        backbone=backbone,
-        neck=None,
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=arch['embed_dims']),
-        data_preprocessor=dict(num_classes=num_classes, mean=mean, std=std, to_rgb=True))
     return Config(
-        dict(
-            default_scope='mmpretrain',
+        _classifier_cfg(
+            backbone,
+            num_classes,
+            arch['embed_dims'],
+            mean,
+            std,
+            pipeline,
+            classes,
             custom_imports=dict(imports=['mmbeit'], allow_failed_imports=False),
-            model=model,
-            test_pipeline=pipeline,
-            source_config=source,
-            test_dataloader=dict(
-                batch_size=1,
-                num_workers=0,
-                dataset=dict(
-                    type='CustomDataset',
-                    data_root='',
-                    with_label=False,
-                    metainfo=_meta(classes),
-                    pipeline=pipeline))))
+            source_config=source))

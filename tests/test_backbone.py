@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmbeit.models.backbones.beit import ARCH_ZOO, BEiT, resolve_arch
-from mmbeit.models.utils.pos_resize import resize_abs_pos_embed, resize_rel_pos_table
+from mmbeit.layers.pos_resize import resize_abs_pos_embed, resize_rel_pos_table
 
 
 def tiny(**kwargs) -> BEiT:

@@ -6,7 +6,7 @@ Layers, top to bottom (a module may import its own layer and the ones below)::
     4  mmbeit.apis
     3  mmbeit.engine, mmbeit.visualization, mmbeit.deployment
     2  mmbeit.models (components), mmbeit.datasets
-    1  mmbeit.converters, mmbeit.models.layers, mmbeit.models.utils
+    1  mmbeit.converters, mmbeit.layers (layers and pos_resize: pure nn.Modules and tensor functions)
     0  mmbeit (the package), mmbeit.version, mmbeit.compat, mmbeit.registry, mmbeit.utils
 
 The graph is read from the source (``ast``): every ``import`` statement, lazy ones inside
@@ -32,8 +32,7 @@ LAYERS: Dict[str, int] = {
     'mmbeit.deployment': 3,
     'mmbeit.models': 2,
     'mmbeit.datasets': 2,
-    'mmbeit.models.layers': 1,
-    'mmbeit.models.utils': 1,
+    'mmbeit.layers': 1,
     'mmbeit.converters': 1,
     'mmbeit': 0,  # the package's __init__
     'mmbeit.version': 0,

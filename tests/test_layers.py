@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmbeit.models.backbones.beit import BEiT
-from mmbeit.models.layers.attention import BEiTAttention
+from mmbeit.layers.attention import BEiTAttention
 
 LINEARS = ('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2')
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from mmbeit.models.backbones.beit import BEiT
-from mmbeit.models.layers.relative_position_bias import (RelativePositionBias,
+from mmbeit.layers.relative_position_bias import (RelativePositionBias,
                                                          relative_position_index)
-from mmbeit.models.utils.pos_resize import (NUM_EXTRA_REL_TOKENS, rel_pos_table_size,
+from mmbeit.layers.pos_resize import (NUM_EXTRA_REL_TOKENS, rel_pos_table_size,
                                             resize_rel_pos_table, unilm_axis_weights)
 
 TOL = 1e-4
@@ -114,8 +114,8 @@ def test_equals_unilm_reference(dst):
 def test_weights_once_per_forward_give_the_same_model(mode, monkeypatch):
     """resize_rel_pos_table == rel_pos_resize_weights + apply_rel_pos_resize, and a backbone
     forward at another size makes the resize weights and the index once for all its layers."""
-    from mmbeit.models.layers import relative_position_bias as rpb
-    from mmbeit.models.utils.pos_resize import apply_rel_pos_resize, rel_pos_resize_weights
+    from mmbeit.layers import relative_position_bias as rpb
+    from mmbeit.layers.pos_resize import apply_rel_pos_resize, rel_pos_resize_weights
     table = smooth_table((4, 4), heads=2)
     for dst in [(6, 6), (5, 3), (4, 4)]:
         weights = rel_pos_resize_weights((4, 4), dst, mode)

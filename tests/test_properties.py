@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmbeit.models.utils.pos_resize import (NUM_EXTRA_REL_TOKENS, infer_square_window,
+from mmbeit.layers.pos_resize import (NUM_EXTRA_REL_TOKENS, infer_square_window,
                                             rel_pos_table_size, resize_abs_pos_embed,
                                             resize_rel_pos_table)
 

@@ -94,7 +94,7 @@ def to_transformers(state_dict: Mapping[str, torch.Tensor],
         num_heads = tables[0].shape[1]
     patch_size = bb['patch_embed.proj.weight'].shape[-1]
     if img_size is None:
-        from mmbeit.models.utils.pos_resize import infer_square_grid, infer_square_window
+        from mmbeit.layers.pos_resize import infer_square_grid, infer_square_window
         if tables:
             img_size = infer_square_window(tables[0].shape[0])[0] * patch_size
         elif 'pos_embed' in bb:

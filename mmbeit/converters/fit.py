@@ -6,8 +6,8 @@ The one place where a checkpoint is adapted to the model it loads into:
   per-layer tables (a pretrained checkpoint into a fine-tuning model);
 * relative position tables and absolute position embeddings made for another
   patch grid are resized to the model's
-  (:func:`mmbeit.models.utils.pos_resize.resize_rel_pos_table`,
-  :func:`~mmbeit.models.utils.pos_resize.resize_abs_pos_embed`);
+  (:func:`mmbeit.layers.pos_resize.resize_rel_pos_table`,
+  :func:`~mmbeit.layers.pos_resize.resize_abs_pos_embed`);
 * keys the model legitimately has no place for are dropped *by name*: a mask
   token (only pretraining uses one), a final norm or ``fc_norm`` the model was
   built without, heads of other tasks;
@@ -100,7 +100,7 @@ def _owner(model: Optional[nn.Module], key: str, attr: str) -> Any:
 def _resize(key: str, value: torch.Tensor, want: torch.Size,
             model: Optional[nn.Module]) -> Tuple[Optional[torch.Tensor], str]:
     """(the resized tensor or None, a note) for a table or embedding of another grid."""
-    from mmbeit.models.utils.pos_resize import (infer_square_grid, infer_square_window,
+    from mmbeit.layers.pos_resize import (infer_square_grid, infer_square_window,
                                                 resize_abs_pos_embed, resize_rel_pos_table)
     if key.endswith('rel_pos_bias.table') and value.dim() == 2 and value.shape[1] == want[1]:
         dst = _owner(model, key, 'window_size') or infer_square_window(want[0])

@@ -16,7 +16,7 @@ __all__ = ['beit_fsdp_wrap_policy']
 
 
 def _unit_classes() -> set:
-    from mmbeit.models.layers.transformer_layer import BEiTTransformerLayer
+    from mmbeit.layers.transformer_layer import BEiTTransformerLayer
     from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder
     return {BEiTTransformerLayer, DALLEEncoder}
 

@@ -15,10 +15,10 @@ from torch.utils.checkpoint import checkpoint
 
 from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.registry import MODELS
-from ..layers.patch_embed import PatchEmbed
-from ..layers.relative_position_bias import RelativePositionBias, RelPosWindow
-from ..layers.transformer_layer import BEiTTransformerLayer
-from ..utils.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
+from mmbeit.layers.patch_embed import PatchEmbed
+from mmbeit.layers.relative_position_bias import RelativePositionBias, RelPosWindow
+from mmbeit.layers.transformer_layer import BEiTTransformerLayer
+from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -76,7 +76,7 @@ class BEiT(BaseModule):
             BEiT paper's geometric offsets and cubic spline, as a model built for
             that size from the same checkpoint gets on load) or 'bilinear'
             (transformers' ``interpolate_pos_encoding``). See
-            :mod:`mmbeit.models.utils.pos_resize`.
+            :mod:`mmbeit.layers.pos_resize`.
         final_norm: LayerNorm on the last layer's output. Defaults to None: True
             unless ``out_type='avg_featmap'`` (which has its own ``fc_norm``).
         norm_eps: LayerNorm epsilon.

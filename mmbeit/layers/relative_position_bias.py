@@ -4,7 +4,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..utils.pos_resize import (RelPosWeights, apply_rel_pos_resize, check_rel_pos_resize_mode,
+from .pos_resize import (RelPosWeights, apply_rel_pos_resize, check_rel_pos_resize_mode,
                                 rel_pos_resize_weights, rel_pos_table_size)
 
 
@@ -57,7 +57,7 @@ class RelPosWindow:
         return self._index
 
     def resize_weights(self, src_window: Tuple[int, int], mode: str) -> RelPosWeights:
-        """:func:`~mmbeit.models.utils.pos_resize.rel_pos_resize_weights` from ``src_window``."""
+        """:func:`~mmbeit.layers.pos_resize.rel_pos_resize_weights` from ``src_window``."""
         key = (tuple(src_window), mode)
         if key not in self._weights:
             self._weights[key] = rel_pos_resize_weights(src_window, self.window_size, mode,
@@ -70,7 +70,7 @@ class RelativePositionBias(nn.Module):
 
     The table is made for ``window_size``; any other window (an input of
     another size) gets the table resized by
-    :func:`~mmbeit.models.utils.pos_resize.resize_rel_pos_table` with
+    :func:`~mmbeit.layers.pos_resize.resize_rel_pos_table` with
     ``resize_mode``, and a checkpoint table of another size is resized on load
     by the same function (unilm's scheme). At inference the bias is cached per
     window size. Symbolic window sizes (``torch.export``) skip the caches.

@@ -1,1 +1,0 @@
-"""Pure helpers used by the models (position-table resizing); they register nothing."""

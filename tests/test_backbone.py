@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mmbeit.models.backbones.beit import ARCH_ZOO, BEiT, resolve_arch
 from mmbeit.layers.pos_resize import resize_abs_pos_embed, resize_rel_pos_table
+from mmbeit.models.backbones.beit import ARCH_ZOO, BEiT, resolve_arch
 
 
 def tiny(**kwargs) -> BEiT:

@@ -6,7 +6,7 @@ Layers, top to bottom (a module may import its own layer and the ones below)::
     4  mmbeit.apis
     3  mmbeit.engine, mmbeit.visualization, mmbeit.deployment
     2  mmbeit.models (components), mmbeit.datasets
-    1  mmbeit.converters, mmbeit.layers (layers and pos_resize: pure nn.Modules and tensor functions)
+    1  mmbeit.converters, mmbeit.layers (pure nn.Modules and tensor functions)
     0  mmbeit (the package), mmbeit.version, mmbeit.compat, mmbeit.registry, mmbeit.utils
 
 The graph is read from the source (``ast``): every ``import`` statement, lazy ones inside

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmbeit.models.backbones.beit import BEiT
 from mmbeit.layers.attention import BEiTAttention
+from mmbeit.models.backbones.beit import BEiT
 
 LINEARS = ('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2')
 

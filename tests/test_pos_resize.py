@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmbeit.models.backbones.beit import BEiT
-from mmbeit.layers.relative_position_bias import (RelativePositionBias,
-                                                         relative_position_index)
 from mmbeit.layers.pos_resize import (NUM_EXTRA_REL_TOKENS, rel_pos_table_size,
-                                            resize_rel_pos_table, unilm_axis_weights)
+                                      resize_rel_pos_table, unilm_axis_weights)
+from mmbeit.layers.relative_position_bias import RelativePositionBias, relative_position_index
+from mmbeit.models.backbones.beit import BEiT
 
 TOL = 1e-4
 SRC = (14, 14)  # a 224 model, patch 16

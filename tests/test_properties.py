@@ -7,9 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmbeit.layers.pos_resize import (NUM_EXTRA_REL_TOKENS, infer_square_window,
-                                            rel_pos_table_size, resize_abs_pos_embed,
-                                            resize_rel_pos_table)
+from mmbeit.layers.pos_resize import (NUM_EXTRA_REL_TOKENS, infer_square_window, rel_pos_table_size,
+                                      resize_abs_pos_embed, resize_rel_pos_table)
 
 windows = st.tuples(st.integers(1, 12), st.integers(1, 12))
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -101,7 +101,7 @@ def _resize(key: str, value: torch.Tensor, want: torch.Size,
             model: Optional[nn.Module]) -> Tuple[Optional[torch.Tensor], str]:
     """(the resized tensor or None, a note) for a table or embedding of another grid."""
     from mmbeit.layers.pos_resize import (infer_square_grid, infer_square_window,
-                                                resize_abs_pos_embed, resize_rel_pos_table)
+                                          resize_abs_pos_embed, resize_rel_pos_table)
     if key.endswith('rel_pos_bias.table') and value.dim() == 2 and value.shape[1] == want[1]:
         dst = _owner(model, key, 'window_size') or infer_square_window(want[0])
         try:

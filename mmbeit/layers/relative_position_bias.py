@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from .pos_resize import (RelPosWeights, apply_rel_pos_resize, check_rel_pos_resize_mode,
-                                rel_pos_resize_weights, rel_pos_table_size)
+                         rel_pos_resize_weights, rel_pos_table_size)
 
 
 def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:

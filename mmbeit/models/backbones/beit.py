@@ -14,11 +14,11 @@ from mmengine.utils import to_2tuple
 from torch.utils.checkpoint import checkpoint
 
 from mmbeit.converters.hooks import register_conversion_hook
-from mmbeit.registry import MODELS
 from mmbeit.layers.patch_embed import PatchEmbed
+from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
 from mmbeit.layers.relative_position_bias import RelativePositionBias, RelPosWindow
 from mmbeit.layers.transformer_layer import BEiTTransformerLayer
-from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
+from mmbeit.registry import MODELS
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 

@@ -50,11 +50,11 @@ def test_logits_match_openai_small():
     ours.load_weights(ref.state_dict())
     x = images(2, 64)
     expected = ref(x)
-    logits = ours(x)
+    logits = ours.logits(x)
     assert logits.shape == (2, 512, 8, 8) == expected.shape
     assert max_diff(logits, expected) <= 1e-4
     # the loaded weights matter: a fresh encoder disagrees
-    assert max_diff(DALLEEncoder(**SMALL, init_seed=1)(x), expected) > 1e-2
+    assert max_diff(DALLEEncoder(**SMALL, init_seed=1).logits(x), expected) > 1e-2
 
 
 @needs_dall_e
@@ -64,7 +64,7 @@ def test_logits_match_openai_real_size():
     ours.load_weights(ref.state_dict())
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     x = images(1, 112)
-    logits = ours(x)
+    logits = ours.logits(x)
     assert logits.shape == (1, 8192, 14, 14)
     assert max_diff(logits, ref(x)) <= 1e-4
 
@@ -81,9 +81,9 @@ def test_openmmlab_checkpoint_file(tmp_path):
     ours = DALLEEncoder(**SMALL, checkpoint=str(path))
     x = images(2, 32)
     with pytest.raises(RuntimeError, match='not loaded yet'):
-        ours(x)  # a configured checkpoint is never silently skipped
+        ours.logits(x)  # a configured checkpoint is never silently skipped
     ours.init_weights()
-    assert max_diff(ours(x), ref(x)) <= 1e-4
+    assert max_diff(ours.logits(x), ref(x)) <= 1e-4
 
 
 @needs_dall_e
@@ -99,7 +99,7 @@ def test_openai_pickle_loads_without_running_code(tmp_path):
     ours = DALLEEncoder(**SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     ours.init_weights()
     x = images(1, 32)
-    assert max_diff(ours(x), ref(x)) <= 1e-4
+    assert max_diff(ours.logits(x), ref(x)) <= 1e-4
 
 
 @needs_dall_e
@@ -111,7 +111,7 @@ def test_load_state_dict_converts_any_layout():
     parent.target_generator = DALLEEncoder(**SMALL, init_seed=3)
     parent.load_state_dict({f'target_generator.{k}': v for k, v in ref.state_dict().items()})
     x = images(1, 32)
-    assert max_diff(parent.target_generator(x), ref(x)) <= 1e-4
+    assert max_diff(parent.target_generator.logits(x), ref(x)) <= 1e-4
 
 
 @needs_dall_e
@@ -153,6 +153,7 @@ def test_frozen_eval_no_grad():
     parent.train()
     assert not enc.training
     x = images(1, 32).requires_grad_()
+    assert not enc.logits(x).requires_grad
     assert not enc(x).requires_grad
 
 
@@ -160,9 +161,9 @@ def test_precision_independent_of_autocast():
     """Tokens do not depend on the precision the model trains in."""
     enc = DALLEEncoder(**SMALL, init_seed=0)
     x = images(2, 32)
-    expected = enc(x)
+    expected = enc.logits(x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        logits = enc(x)
+        logits = enc.logits(x)
     assert logits.dtype == torch.float32
     assert torch.equal(logits, expected)
 
@@ -170,9 +171,10 @@ def test_precision_independent_of_autocast():
 def test_tokens():
     enc = DALLEEncoder(**SMALL, init_seed=0)
     x = images(2, 64)
-    tokens = enc.get_tokens(x)
+    tokens = enc(x)  # the tokenizer contract: forward gives the ids [B, N]
     assert tokens.shape == (2, 64) and tokens.dtype == torch.long
-    logits = enc(x)
+    assert torch.equal(enc.get_tokens(x), tokens)
+    logits = enc.logits(x)
     # row-major: token r * 8 + c is the argmax at (r, c)
     assert tokens[1, 3 * 8 + 5] == logits[1, :, 3, 5].argmax()
     assert tokens.unique().numel() > 10  # a random tokenizer still varies
@@ -203,15 +205,15 @@ def test_fast_path_agrees_with_fp32():
     """
     enc = DALLEEncoder(**SMALL, init_seed=0)
     x = images(8, 64, seed=1)  # 512 tokens
-    ref = enc(x)
+    ref = enc.logits(x)
     enc.fast, enc.fast_dtype = True, 'float16'
-    out = enc(x)
+    out = enc.logits(x)
     assert out.dtype == torch.float32
     err_fp16 = max_diff(out, ref)
     assert err_fp16 < 4e-3
     assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.99
     enc.fast_dtype = 'bfloat16'
-    out = enc(x)
+    out = enc.logits(x)
     err_bf16 = max_diff(out, ref)
     assert err_bf16 < 3e-2
     assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.95
@@ -229,11 +231,11 @@ def test_fast_default_dtype_is_bfloat16_on_the_cpu():
 def test_fast_cache_follows_weights():
     enc = DALLEEncoder(**SMALL, init_seed=0, fast=True, fast_dtype='float16')
     x = images(1, 32)
-    first = enc(x)
+    first = enc.logits(x)
     other = DALLEEncoder(**SMALL, init_seed=1)
     enc.load_weights(other.state_dict())
-    assert max_diff(enc(x), other(x)) < 5e-3
-    assert max_diff(enc(x), first) > 1e-2
+    assert max_diff(enc.logits(x), other.logits(x)) < 5e-3
+    assert max_diff(enc.logits(x), first) > 1e-2
 
 
 def test_build_and_errors():

@@ -7,6 +7,9 @@ from .algorithms import BEiTPretrain
 from .backbones import BEiT
 from .data_preprocessors import TwoViewDataPreprocessor
 from .heads import BEiTMIMHead
+from .necks import BEiTV2Neck
 from .target_generators import DALLEEncoder
 
-__all__ = ['BEiT', 'BEiTMIMHead', 'BEiTPretrain', 'DALLEEncoder', 'TwoViewDataPreprocessor']
+__all__ = [
+    'BEiT', 'BEiTMIMHead', 'BEiTPretrain', 'BEiTV2Neck', 'DALLEEncoder', 'TwoViewDataPreprocessor'
+]

@@ -5,7 +5,9 @@ input convolution, ``group_count`` groups of ``n_blk_per_group`` residual
 blocks (widths ``n_hid * 1, 2, 4, 8``) with 2x max-pooling between groups,
 and a 1x1 convolution to ``vocab_size`` logits. BEiT's visual tokens are the
 argmax of those logits: one token per 8x8 pixels of the tokenizer's view
-(112x112 -> 14x14 tokens for 224x224 images with 16x16 patches).
+(112x112 -> 14x14 tokens for 224x224 images with 16x16 patches). As every
+tokenizer, ``forward`` returns the token ids [B, N] and ``vocab_size`` states
+the vocabulary; :meth:`DALLEEncoder.logits` gives the logits.
 
 The tokenizer is a fixed target: frozen, always in eval mode, run without
 gradient and without autocast, so the tokens never depend on the precision
@@ -217,13 +219,30 @@ class DALLEEncoder(BaseModule):
 
     # ------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (the tokenizer contract of :mod:`mmbeit.models.target_generators`).
+
+        Args:
+            x: [B, C, H, W] images mapped by :func:`map_pixels`, H and W
+                divisible by the stride 8.
+
+        Returns:
+            LongTensor [B, H/8 * W/8]: the argmax of :meth:`logits`, row-major.
+        """
+        return self.logits(x).argmax(dim=1).flatten(1)
+
+    def get_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Alias of :meth:`forward`: [B, 3, H, W] -> LongTensor [B, H*W/64]."""
+        return self(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Token logits of images already mapped by :func:`map_pixels`.
 
         Args:
             x: [B, C, H, W] floating point, H and W divisible by the stride.
 
         Returns:
-            [B, vocab_size, H / 8, W / 8] float32 logits.
+            [B, vocab_size, H / 8, W / 8] float32 logits (OpenAI's ``Encoder``
+            output).
         """
         self._check_input(x)
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
@@ -248,10 +267,6 @@ class DALLEEncoder(BaseModule):
             x = stage(x)
         # -> [B, vocab_size, H / 8, W / 8], always float32
         return self.head(F.relu(x).float())
-
-    def get_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Visual tokens, row-major: [B, 3, H, W] -> LongTensor [B, H*W/64]."""
-        return self(x).argmax(dim=1).flatten(1)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if self._pending_checkpoint is not None:

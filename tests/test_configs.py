@@ -36,8 +36,19 @@ def _shrink(node, parent_key: str = ''):
         node['img_size'] = IMG
         node.pop('init_cfg', None)
         idx = node.get('out_indices', -1)
-        if isinstance(idx, (list, tuple)) and len(idx) > 1:
-            node['out_indices'] = tuple(range(len(idx)))
+        if isinstance(idx, (list, tuple)) and len(idx) > 1 and not all(-4 <= i < 0 for i in idx):
+            node['out_indices'] = tuple(range(len(idx)))  # negative ones fit the 4 tiny layers
+    elif typ.endswith('VQKD'):
+        node['encoder'] = dict(arch='tiny', img_size=IMG, patch_size=node.get('encoder', {}).get(
+            'patch_size', 16))
+        node.update(num_embed=32, kmeans_init=False)
+        node.pop('init_cfg', None)
+        node.pop('checkpoint', None)
+    elif typ.endswith('BEiTPretrain') and str((node.get('neck') or {}).get('type', '')).endswith(
+            'BEiTV2Neck'):
+        # the patch aggregation reads the backbone's first output layer of the 4 tiny ones
+        early = node['backbone'].get('out_indices', [-4])[0]
+        node['neck']['early_layers'] = early % 4 + 1
     elif typ.endswith('DALLEEncoder'):
         node.update(n_hid=16, n_blk_per_group=1)
         node.pop('init_cfg', None)
@@ -81,7 +92,9 @@ def _fake_batch(model_type: str, cfg: Config, batch: int = 2):
     if model_type.endswith('BEiTPretrain'):
         from mmpretrain.structures import DataSample
         grid = IMG // cfg.model.backbone.get('patch_size', 16)
-        second = torch.rand(batch, 3, grid * 8, grid * 8, generator=g) * 255  # DALL-E: 8 px a token
+        # a token per patch: DALL-E's view has 8 px a token, VQ-KD's the backbone's patch size
+        px = 8 if str(cfg.model.target_generator.type).endswith('DALLEEncoder') else IMG // grid
+        second = torch.rand(batch, 3, grid * px, grid * px, generator=g) * 255
         samples = []
         for _ in range(batch):
             mask = torch.zeros(grid, grid, dtype=torch.bool)

@@ -8,5 +8,6 @@ from .backbones import BEiT
 from .data_preprocessors import TwoViewDataPreprocessor
 from .heads import BEiTMIMHead
 from .target_generators import DALLEEncoder
+from .target_generators.vqkd import VQKD
 
 __all__ = ['BEiT', 'BEiTMIMHead', 'BEiTPretrain', 'DALLEEncoder', 'TwoViewDataPreprocessor']

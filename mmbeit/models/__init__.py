@@ -9,6 +9,7 @@ from .data_preprocessors import TwoViewDataPreprocessor
 from .heads import BEiTMIMHead
 from .necks import BEiTV2Neck
 from .target_generators import DALLEEncoder
+from .target_generators.vqkd import VQKD
 
 __all__ = [
     'BEiT', 'BEiTMIMHead', 'BEiTPretrain', 'BEiTV2Neck', 'DALLEEncoder', 'TwoViewDataPreprocessor'

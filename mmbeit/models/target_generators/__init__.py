@@ -1,4 +1,5 @@
 """Target generators: the DALL-E tokenizer that gives pretraining its visual tokens."""
 from .dalle_encoder import DALLEEncoder
+from .vqkd import VQKD
 
 __all__ = ['DALLEEncoder']

@@ -9,26 +9,34 @@ from helpers import randomize_
 
 from mmbeit.registry import MODELS
 
-EMBED, LAYERS, HEADS, FFN, VOCAB = 64, 4, 4, 128, 64
+EMBED, LAYERS, HEADS, FFN, VOCAB, CODE = 64, 4, 4, 128, 64, 8
 EARLY = 3  # the patch aggregation reads layer 3 of 4 (base: 9 of 12)
 IMG, PATCH = 64, 16  # 4x4 patches; v2's tokenizer view has the backbone's size
 ARCH = dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS, feedforward_channels=FFN)
+TOK_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 TOL = 1e-4
 
-
-class StubTokenizer(torch.nn.Module):
-    """A fixed tokenizer of the contract: a random projection of each patch, argmax."""
-
-    vocab_size = VOCAB
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(5)
-        self.register_buffer('proj', torch.randn(3 * PATCH * PATCH, VOCAB, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = torch.nn.functional.unfold(x, PATCH, stride=PATCH)  # [B, 3 p p, N]
-        return (patches.transpose(1, 2) @ self.proj).argmax(-1)  # [B, N]
+# mmpretrain's VQKD encoder as its beitv2 config writes it, at a tiny size
+VQKD_ENCODER = dict(
+    arch=TOK_ARCH,
+    img_size=IMG,
+    patch_size=PATCH,
+    out_indices=-1,
+    drop_rate=0.,
+    drop_path_rate=0.,
+    norm_cfg=dict(type='LN', eps=1e-6),
+    final_norm=True,
+    out_type='featmap',
+    with_cls_token=True,
+    frozen_stages=-1,
+    use_abs_pos_emb=True,
+    use_rel_pos_bias=False,
+    use_shared_rel_pos_bias=False,
+    layer_scale_init_value=0.,
+    interpolate_mode='bicubic',
+    patch_cfg=dict(),
+    layer_cfgs=dict(),
+    init_cfg=None)
 
 
 def reference(drop_path_rate: float = 0.) -> torch.nn.Module:
@@ -60,10 +68,16 @@ def reference(drop_path_rate: float = 0.) -> torch.nn.Module:
                 embed_dims=EMBED,
                 num_embed=VOCAB,
                 loss=dict(type='CrossEntropyLoss')),
-            target_generator=None))
+            target_generator=dict(
+                type='VQKD', encoder_config=VQKD_ENCODER, num_embed=VOCAB, embed_dims=CODE)))
     ref.init_weights()
-    ref.target_generator = StubTokenizer()
-    return randomize_(ref, seed=1)
+    randomize_(ref, seed=1)  # every parameter and buffer, the tokenizer's too
+    with torch.no_grad():  # a trained codebook: unit codes, initialised
+        codes = torch.randn(VOCAB, CODE, generator=torch.Generator().manual_seed(2))
+        ref.target_generator.quantize.embedding.weight.copy_(
+            torch.nn.functional.normalize(codes, dim=-1))
+        ref.target_generator.quantize.embedding.initted.fill_(1.)
+    return ref
 
 
 def ours(drop_path_rate: float = 0.) -> torch.nn.Module:
@@ -90,16 +104,23 @@ def ours(drop_path_rate: float = 0.) -> torch.nn.Module:
                 drop_path_rate=drop_path_rate,
                 layer_scale_init_value=0.1),
             head=dict(type='BEiTMIMHead'),
-            target_generator=dict(type='DALLEEncoder', n_hid=8, n_blk_per_group=1,
-                                  vocab_size=VOCAB)))
-    model.target_generator = StubTokenizer()
+            target_generator=dict(
+                type='VQKD',
+                encoder=dict(arch=TOK_ARCH, img_size=IMG, patch_size=PATCH),
+                num_embed=VOCAB,
+                embed_dims=CODE,
+                kmeans_init=False),  # a random codebook where nothing is loaded
+            data_preprocessor=dict(
+                type='TwoViewDataPreprocessor',
+                second_mean=[127.5, 127.5, 127.5],  # VQ-KD's [-1, 1]
+                second_std=[127.5, 127.5, 127.5])))
     return model
 
 
 def mmpretrain_to_ours(state_dict: dict) -> dict:
     """Test-local stepping stone until the converters know the v2 keys."""
-    from mmbeit.converters.mmpretrain import BARE_RULES
-    from mmbeit.converters.rules import apply_rules
+    from mmbeit.converters.mmpretrain import BACKBONE_RULES, BARE_RULES
+    from mmbeit.converters.rules import apply_rules, prefix_rules
     out = {}
     backbone = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
     for k, v in apply_rules(backbone, BARE_RULES, 'mmpretrain').items():
@@ -113,6 +134,15 @@ def mmpretrain_to_ours(state_dict: dict) -> dict:
             out[k] = v
         elif k.startswith('head.cls_head.'):
             out['head.fc.' + k.split('.')[-1]] = v
+    tokenizer = {k[len('target_generator.'):]: v for k, v in state_dict.items()
+                 if k.startswith('target_generator.')}
+    rules = prefix_rules(BACKBONE_RULES, 'encoder.', 'encoder.') + [
+        (r'(encode_task_layer\.[02]\.(weight|bias))', r'\1'),
+        (r'(quantize\.(embedding\.weight|embedding\.initted|cluster_size))', r'\1'),
+        (r'quantize\.embedding\.(cluster_size|embed_avg)', None),  # EMA training state
+    ]
+    for k, v in apply_rules(tokenizer, rules, 'mmpretrain').items():
+        out['target_generator.' + k] = v
     return out
 
 
@@ -129,15 +159,17 @@ def batch(seed: int = 0, n: int = 2):
 def paired():
     ref = reference()
     model = ours()
-    state_dict = mmpretrain_to_ours(ref.state_dict())
-    state_dict.update({f'target_generator.{k}': v for k, v in ref.target_generator.state_dict().items()})
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(mmpretrain_to_ours(ref.state_dict()), strict=True)
     return ref, model
 
 
 def test_loss_equals_mmpretrain():
     ref, model = paired()
     inputs, samples = batch()
+    with torch.no_grad():
+        tokens = model.target_generator(inputs[1])
+        assert torch.equal(tokens, ref.target_generator(inputs[1]))  # the same targets
+    assert tokens.unique().numel() > 3  # ... and varied ones
     expected = ref.loss(inputs, samples)
     losses = model.loss(inputs, samples)
     assert set(losses) == {'loss_1', 'loss_2', 'accuracy_1', 'accuracy_2'}
@@ -155,6 +187,10 @@ def test_one_adamw_step_equals_mmpretrain():
     parse_losses sums loss_1 and loss_2 on both sides)."""
     ref, model = paired()
     ref.train(), model.train()
+    # unilm runs its tokenizer in eval mode (run_beitv2_pretraining.py get_visual_tokenizer);
+    # mmpretrain would leave it training, whose quantizer then updates the codebook by EMA
+    # after each batch (the ids of the batch are the same); ours stays in eval mode
+    ref.target_generator.eval()
     inputs, samples = batch()
     names = mmpretrain_names(ref, model)
     opts = []
@@ -217,7 +253,8 @@ def test_tokenizer_contract_is_checked():
     model = ours()
     inputs, samples = batch()
 
-    class Logits(StubTokenizer):
+    class Logits(torch.nn.Module):
+        vocab_size = VOCAB
 
         def forward(self, x):  # logits, not ids: a tokenizer of the old contract
             return torch.randn(x.shape[0], VOCAB, 4, 4)
@@ -232,16 +269,27 @@ def test_tokenizer_contract_is_checked():
 
 
 def test_train_step_logs_both_losses_and_accuracies():
+    """uint8 two-view batch -> TwoViewDataPreprocessor -> loss_1 + loss_2 -> a gradient for
+    every trainable parameter, none for the tokenizer."""
     from mmengine.optim import OptimWrapper
+    from mmpretrain.structures import DataSample
     model = ours()
     model.train()
-    inputs, samples = batch()
-    data = dict(inputs=inputs, data_samples=samples)
-    model.data_preprocessor = torch.nn.Identity()
-    model.data_preprocessor.forward = lambda data, training=False: data  # already normalized
+    assert not model.target_generator.training
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(2, 4, 4, generator=g) < 0.5
+    masks[:, 0, 0] = True
+    data = dict(
+        inputs=[torch.randint(0, 256, (2, 3, IMG, IMG), generator=g, dtype=torch.uint8)
+                for _ in range(2)],
+        data_samples=[DataSample().set_mask(m) for m in masks])
     before = copy.deepcopy(model.state_dict())
     log_vars = model.train_step(data, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
     assert set(log_vars) == {'loss', 'loss_1', 'loss_2', 'accuracy_1', 'accuracy_2'}
     assert abs(log_vars['loss'] - log_vars['loss_1'] - log_vars['loss_2']) <= 1e-5
     for name, p in model.named_parameters():
-        assert not torch.equal(before[name], p.detach()), f'{name} got no gradient'
+        changed = not torch.equal(before[name], p.detach())
+        if name.startswith('target_generator.'):
+            assert not p.requires_grad and not changed, name
+        else:
+            assert changed, f'{name} got no gradient'

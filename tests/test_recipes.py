@@ -159,6 +159,41 @@ _LARGE_8X1 = ('8 GPUs x 1 image x accumulation 2 (the 640 recipe) instead of uni
               'the same 16 images and 160k updates per run, warmup 3000 iterations = 1500 '
               'updates as unilm\'s, so one setting fits 16 GB GPUs at 512 and 640; SyncBN '
               'sees 8 images per step instead of 16')
+# BEiT v2 (unilm beit2/): PRETRAINING.md base and large commands and
+# run_beitv2_pretraining.py defaults (--min_lr 1e-5, --weight_decay 0.05, --min_mask_patches_per_block
+# 16, max None); "--opt_betas: 0.98 for 300 epochs and 0.999 for 1600 epochs", "--drop_path: 0.
+# for 300 epochs and 0.1 for 1600 epochs"; VQ-KD's view in [-1, 1] (modeling_vqkd.py
+# pre_process 'default'), ImageNet mean / std for the backbone's (--imagenet_default_mean_and_std).
+_MIM2 = dict(
+    _MIM,
+    kind='mim2',
+    warmup=('epoch', 10),
+    views=(224, 224),
+    crop_scale=(0.2, 1.0),
+    interp=('bicubic', 'bicubic'),
+    mean=IMAGENET_MEAN,
+    second_mean=HALF_MEAN,
+    early_layers=9,
+    neck_layers=2,
+    out_indices=(-4, -1),
+    tokenizer='mmbeit.VQKD')
+_MIM2_300 = dict(_MIM2, epochs=300, betas=(0.9, 0.98), drop_path=0.0)
+_MIM2_1600 = dict(_MIM2, epochs=1600, betas=(0.9, 0.999), drop_path=0.1)
+_MIM2_LARGE = dict(arch='large', layer_scale=1e-5, early_layers=21)
+# unilm beit2/get_started_for_image_classification.md: lr 5e-4 "for pretrained models", 100
+# epochs (base; 50 large), Mixup 0.8, CutMix 1.0, ImageNet mean / std, fp16 (--enable_deepspeed)
+_FT_V2_BASE = dict(
+    _FT_224,
+    arch='base',
+    total_batch=1024,
+    lr=5e-4,
+    epochs=100,
+    warmup=('epoch', 20),
+    wd=0.05,
+    layer_scale=0.1,
+    mixup=0.8,
+    cutmix=1.0,
+    mean=IMAGENET_MEAN)
 _SAMPLE = 'tiny sample config: trains on 2 CPU cores in minutes on the bundled sample data'
 
 RECIPES: Dict[str, Dict[str, Any]] = {
@@ -436,6 +471,88 @@ RECIPES: Dict[str, Dict[str, Any]] = {
             ratio_range=((0.75, 1.5), _SAMPLE),
             test=(('whole', None, None), '64-pixel images fit whole'),
             amp=(False, 'CPU: float32'))),
+    # ------------------------------------------------ BEiT v2
+    'beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k.py':
+    dict(
+        _MIM2_300,
+        source='unilm beit2/PRETRAINING.md base command with its 300-epoch values = mmpretrain '
+        'configs/beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k'),
+    'beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k.py':
+    dict(
+        _MIM2_1600,
+        source='unilm beit2/PRETRAINING.md base command = mmpretrain '
+        'configs/beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k'),
+    'beitv2/beitv2_beit-large-p16_64xb32-amp-coslr-1600e_in1k.py':
+    dict(_MIM2_1600, **_MIM2_LARGE, source='unilm beit2/PRETRAINING.md large command'),
+    'beitv2/beitv2_beit-large-p16_64xb32-amp-coslr-300e_in1k.py':
+    dict(
+        _MIM2_300,
+        **_MIM2_LARGE,
+        source='unilm beit2/PRETRAINING.md large command with its 300-epoch values'),
+    'beitv2/beitv2_beit-tiny-p8_1xb32-10e_sample.py':
+    dict(
+        _MIM2_300,
+        source='the 300-epoch base v2 recipe scaled down',
+        deviations=dict(
+            arch=('tiny', _SAMPLE),
+            total_batch=(32, _SAMPLE),
+            amp=(False, 'CPU: float32'),
+            epochs=(10, _SAMPLE),
+            warmup=(('epoch', 1), _SAMPLE),
+            mask=((24, 4, 8), '64-pixel images = 8x8 patches: 3/8 of them, blocks >= 4'),
+            views=((64, 64), '64-pixel images; the tiny tokenizer sees them whole'),
+            crop_scale=((0.35, 1.0), 'crops of drawn 64-pixel shapes keep the shape'),
+            early_layers=(3, 'layer 3 of the 4 tiny ones (base: 9 of 12)'),
+            out_indices=((-2, -1), 'layer 3 of 4 and the last'))),
+    'beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py':
+    dict(
+        _FT_V2_BASE,
+        source='mmpretrain configs/beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k '
+        '= unilm get_started values for 300-epoch pretrains (layer decay 0.65, drop path 0.1)',
+        layer_decay=0.65,
+        drop_path=0.1,
+        deviations=dict(
+            amp=(False, 'mmpretrain\'s recipe (85.0) is float32; tools/train.py --amp'))),
+    'beitv2/benchmarks/beit-base-p16_8xb128-amp-coslr-100e_in1k.py':
+    dict(
+        _FT_V2_BASE,
+        source='unilm get_started values for 1600-epoch pretrains (layer decay 0.6, drop '
+        'path 0.2)',
+        layer_decay=0.6,
+        drop_path=0.2),
+    'beitv2/benchmarks/beit-large-p16_8xb64-accu2-amp-coslr-50e_in1k.py':
+    dict(
+        _FT_V2_BASE,
+        source='unilm get_started large: lr 2e-4 for 1600-epoch pretrains, 50 epochs, layer '
+        'decay 0.8, drop path 0.2 "for pretrained models", warmup 5 and 8 x 64 x 2 of its '
+        'large command',
+        arch='large',
+        lr=2e-4,
+        epochs=50,
+        warmup=('epoch', 5),
+        layer_decay=0.8,
+        drop_path=0.2,
+        layer_scale=1e-5),
+    'beitv2/upernet_beitv2-base_8xb2-amp-160k_ade20k-512x512.py':
+    dict(
+        _SEG_BASE,
+        **_SEG_512,
+        source='unilm beit2/semantic_segmentation upernet_beit_base_12_512_slide_160k_ade20k',
+        lr=5e-5,
+        layer_decay=0.75,
+        drop_path=0.15,
+        warmup=('iter', 1500)),
+    'beitv2/upernet_beitv2-large_8xb2-amp-160k_ade20k-512x512.py':
+    dict(
+        _SEG_LARGE,
+        **_SEG_512,
+        source='unilm beit2/semantic_segmentation upernet_beit_large_24_512_slide_160k_ade20k',
+        lr=4e-5,
+        layer_decay=0.9,
+        drop_path=0.2,
+        layer_scale=1e-6,
+        accum=1,
+        warmup=('iter', 1500)),
 }
 
 # ---------------------------------------------------------------- what a config says
@@ -600,6 +717,21 @@ FACTS: Dict[str, Callable[[Config, str], Any]] = {
     'views':
     lambda c, p: (lambda t: (t.size, t.second_size))
     (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
+    # BEiT v2
+    'crop_scale':
+    lambda c, p: tuple(
+        _find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop').scale),
+    'interp':
+    lambda c, p: (lambda t: (t.interpolation, t.second_interpolation))
+    (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
+    'second_mean':
+    lambda c, p: tuple((c.model.get('data_preprocessor') or c.get('data_preprocessor')).second_mean),
+    'early_layers':
+    lambda c, p: c.model.neck.early_layers,
+    'neck_layers':
+    lambda c, p: c.model.neck.num_layers,
+    'tokenizer':
+    lambda c, p: c.model.target_generator.type,
     # classification
     'num_classes':
     lambda c, p: c.model.head.num_classes,
@@ -658,6 +790,11 @@ REQUIRED = {
         'arch', 'lr', 'total_batch', 'betas', 'wd', 'clip', 'drop_path', 'layer_scale', 'epochs',
         'warmup', 'min_lr', 'decay', 'mask', 'views', 'amp', 'mean'
     },
+    'mim2': {
+        'arch', 'lr', 'total_batch', 'betas', 'wd', 'clip', 'drop_path', 'layer_scale', 'epochs',
+        'warmup', 'min_lr', 'decay', 'mask', 'views', 'amp', 'mean', 'crop_scale', 'interp',
+        'second_mean', 'early_layers', 'neck_layers', 'out_indices', 'tokenizer'
+    },
     'cls': {
         'arch', 'img_size', 'lr', 'total_batch', 'wd', 'clip', 'layer_decay', 'drop_path',
         'layer_scale', 'epochs', 'warmup', 'min_lr', 'decay', 'mixup', 'cutmix', 'label_smooth',
@@ -679,7 +816,7 @@ REQUIRED = {
         'mean', 'drop_path'
     },
 }
-TRAINING_KINDS = {'mim', 'cls', 'linear', 'seg'}
+TRAINING_KINDS = {'mim', 'mim2', 'cls', 'linear', 'seg'}
 ROW_KEYS = {'kind', 'source', 'deviations'}
 
 
@@ -764,6 +901,13 @@ def test_config_follows_its_recipe(path):
 
 MUTATIONS = [
     # (config, the value to change, how, the key that must catch it)
+    ('beitv2/beitv2_beit-large-p16_64xb32-amp-coslr-1600e_in1k.py', 'early layers',
+     lambda c: c.model.neck.update(early_layers=9), 'early_layers'),
+    ('beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k.py', 'crop scale',
+     lambda c: _find(c.train_dataloader.dataset.pipeline, 'mmbeit.TwoViewRandomResizedCrop').update(
+         scale=(0.08, 1.0)), 'crop_scale'),
+    ('beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k.py', 'tokenizer range',
+     lambda c: c.data_preprocessor.update(second_mean=[-31.875] * 3), 'second_mean'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'lr',
      lambda c: c.optim_wrapper.optimizer.update(lr=3e-3), 'lr'),
     ('beit/beit_beit-base-p16_16xb128-amp-coslr-150e_in21k.py', 'clip',

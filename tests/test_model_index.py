@@ -104,8 +104,14 @@ def _shrink(cfg: Config) -> Config:
         cfg.model.head.in_channels = 64
     if cfg.model.get('neck') and 'input_features' in cfg.model.neck:
         cfg.model.neck.input_features = 64
-    if cfg.model.get('target_generator'):  # a small tokenizer: building DALL-E is slow
-        cfg.model.target_generator.update(n_hid=8, n_blk_per_group=1, vocab_size=32)
+    tok = cfg.model.get('target_generator')
+    if tok and str(tok.type).endswith('VQKD'):  # a small tokenizer, random (no download)
+        tok.update(encoder=dict(arch='tiny', img_size=32), num_embed=32, kmeans_init=False,
+                   checkpoint=None)
+    elif tok:  # a small tokenizer: building DALL-E is slow
+        tok.update(n_hid=8, n_blk_per_group=1, vocab_size=32)
+    if cfg.model.get('neck') and str(cfg.model.neck.type).endswith('BEiTV2Neck'):
+        cfg.model.neck.early_layers = cfg.model.backbone.out_indices[0] % 4 + 1  # of 4 tiny
     return cfg
 
 

@@ -1,5 +1,7 @@
 """One random resized crop, resized twice: the backbone's and the tokenizer's
-view of the same pixels (BEiT pretraining, 224 bicubic + 112 lanczos).
+view of the same pixels (BEiT pretraining: 224 bicubic + 112 lanczos for
+DALL-E, crop scale 0.08-1; BEiT v2: 224 bicubic + 224 bicubic for VQ-KD, crop
+scale 0.2-1, unilm's beit2/PRETRAINING.md).
 
 mmpretrain's ``RandomResizedCropAndInterpolationWithTwoPic`` does this with
 three defects, hence our own:

@@ -25,8 +25,10 @@ def test_config_pipeline_gives_two_identical_224_views_and_75_masked_patches():
     cfg = Config.fromfile(CONFIG)
     init_default_scope('mmpretrain')
     # without LoadImageFromFile and ColorJitter: an in-memory image, the crop is what is tested
-    steps = [t for t in cfg.train_dataloader.dataset.pipeline
-             if t.type not in ('LoadImageFromFile', 'ColorJitter')]
+    steps = [
+        t for t in cfg.train_dataloader.dataset.pipeline
+        if t.type not in ('LoadImageFromFile', 'ColorJitter')
+    ]
     pipeline = Compose(steps)
     np.random.seed(0)
     sample = pipeline(dict(img=_image(300, 400), img_shape=(300, 400), ori_shape=(300, 400)))

@@ -5,9 +5,9 @@ import copy
 
 import pytest
 import torch
-from helpers import randomize_
 
 from mmbeit.registry import MODELS
+from helpers import randomize_
 
 EMBED, LAYERS, HEADS, FFN, VOCAB, CODE = 64, 4, 4, 128, 64, 8
 EARLY = 3  # the patch aggregation reads layer 3 of 4 (base: 9 of 12)
@@ -134,8 +134,10 @@ def mmpretrain_to_ours(state_dict: dict) -> dict:
             out[k] = v
         elif k.startswith('head.cls_head.'):
             out['head.fc.' + k.split('.')[-1]] = v
-    tokenizer = {k[len('target_generator.'):]: v for k, v in state_dict.items()
-                 if k.startswith('target_generator.')}
+    tokenizer = {
+        k[len('target_generator.'):]: v
+        for k, v in state_dict.items() if k.startswith('target_generator.')
+    }
     rules = prefix_rules(BACKBONE_RULES, 'encoder.', 'encoder.') + [
         (r'(encode_task_layer\.[02]\.(weight|bias))', r'\1'),
         (r'(quantize\.(embedding\.weight|embedding\.initted|cluster_size))', r'\1'),
@@ -221,8 +223,10 @@ def mmpretrain_names(ref, model) -> dict:
     marked = {}
     for name, p in ref.named_parameters():
         marked[name] = p.detach().clone()
-    converted = mmpretrain_to_ours({n: torch.full_like(t, i) for i, (n, t) in
-                                    enumerate(marked.items())})
+    converted = mmpretrain_to_ours({
+        n: torch.full_like(t, i)
+        for i, (n, t) in enumerate(marked.items())
+    })
     ref_names = list(marked)
     out = {}
     for name, t in converted.items():
@@ -234,19 +238,40 @@ def mmpretrain_names(ref, model) -> dict:
 
 
 def test_config_errors():
-    cfg = dict(type='BEiT', arch=dict(ARCH), img_size=IMG, out_type='raw', use_mask_token=True,
-               use_shared_rel_pos_bias=True, use_rel_pos_bias=False)
+    cfg = dict(
+        type='BEiT',
+        arch=dict(ARCH),
+        img_size=IMG,
+        out_type='raw',
+        use_mask_token=True,
+        use_shared_rel_pos_bias=True,
+        use_rel_pos_bias=False)
     tok = dict(type='DALLEEncoder', n_hid=8, n_blk_per_group=1, vocab_size=VOCAB)
     neck = dict(type='BEiTV2Neck', early_layers=EARLY)
     with pytest.raises(ValueError, match=r'out_indices must be \[2, 3\]'):
-        MODELS.build(dict(type='BEiTPretrain', backbone=dict(cfg, final_norm=False), neck=neck,
-                          head=dict(type='BEiTMIMHead'), target_generator=tok))
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=dict(cfg, final_norm=False),
+                neck=neck,
+                head=dict(type='BEiTMIMHead'),
+                target_generator=tok))
     with pytest.raises(ValueError, match='final_norm=False'):
-        MODELS.build(dict(type='BEiTPretrain', backbone=dict(cfg, out_indices=[2, 3]), neck=neck,
-                          head=dict(type='BEiTMIMHead'), target_generator=tok))
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=dict(cfg, out_indices=[2, 3]),
+                neck=neck,
+                head=dict(type='BEiTMIMHead'),
+                target_generator=tok))
     with pytest.raises(ValueError, match=r'early_layers must be an int in \[1, 3\]'):
-        MODELS.build(dict(type='BEiTPretrain', backbone=dict(cfg, final_norm=False), neck=dict(
-            neck, early_layers=4), head=dict(type='BEiTMIMHead'), target_generator=tok))
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=dict(cfg, final_norm=False),
+                neck=dict(neck, early_layers=4),
+                head=dict(type='BEiTMIMHead'),
+                target_generator=tok))
 
 
 def test_tokenizer_contract_is_checked():
@@ -263,9 +288,12 @@ def test_tokenizer_contract_is_checked():
     with pytest.raises(ValueError, match='must return token ids'):
         model.loss(inputs, samples)
     with pytest.raises(ValueError, match='vocab_size'):
-        MODELS.build(dict(type='BEiTPretrain', backbone=dict(type='BEiT', arch=dict(ARCH),
-                     out_type='raw', use_mask_token=True), head=dict(type='BEiTMIMHead'),
-                     target_generator=dict(type='BEiTMIMHead', embed_dims=8)))
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=dict(type='BEiT', arch=dict(ARCH), out_type='raw', use_mask_token=True),
+                head=dict(type='BEiTMIMHead'),
+                target_generator=dict(type='BEiTMIMHead', embed_dims=8)))
 
 
 def test_train_step_logs_both_losses_and_accuracies():
@@ -280,8 +308,10 @@ def test_train_step_logs_both_losses_and_accuracies():
     masks = torch.rand(2, 4, 4, generator=g) < 0.5
     masks[:, 0, 0] = True
     data = dict(
-        inputs=[torch.randint(0, 256, (2, 3, IMG, IMG), generator=g, dtype=torch.uint8)
-                for _ in range(2)],
+        inputs=[
+            torch.randint(0, 256, (2, 3, IMG, IMG), generator=g, dtype=torch.uint8)
+            for _ in range(2)
+        ],
         data_samples=[DataSample().set_mask(m) for m in masks])
     before = copy.deepcopy(model.state_dict())
     log_vars = model.train_step(data, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))

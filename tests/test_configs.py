@@ -22,6 +22,10 @@ TINY_DIMS = 64
 IMG = 64
 
 
+def _is_v2_neck(neck) -> bool:
+    return isinstance(neck, dict) and str(neck.get('type', '')).endswith('BEiTV2Neck')
+
+
 def _shrink(node, parent_key: str = ''):
     """Replace sizes in a model config in place (recursively)."""
     if isinstance(node, (list, tuple)):
@@ -39,13 +43,12 @@ def _shrink(node, parent_key: str = ''):
         if isinstance(idx, (list, tuple)) and len(idx) > 1 and not all(-4 <= i < 0 for i in idx):
             node['out_indices'] = tuple(range(len(idx)))  # negative ones fit the 4 tiny layers
     elif typ.endswith('VQKD'):
-        node['encoder'] = dict(arch='tiny', img_size=IMG, patch_size=node.get('encoder', {}).get(
-            'patch_size', 16))
+        node['encoder'] = dict(
+            arch='tiny', img_size=IMG, patch_size=node.get('encoder', {}).get('patch_size', 16))
         node.update(num_embed=32, kmeans_init=False)
         node.pop('init_cfg', None)
         node.pop('checkpoint', None)
-    elif typ.endswith('BEiTPretrain') and str((node.get('neck') or {}).get('type', '')).endswith(
-            'BEiTV2Neck'):
+    elif typ.endswith('BEiTPretrain') and _is_v2_neck(node.get('neck')):
         # the patch aggregation reads the backbone's first output layer of the 4 tiny ones
         early = node['backbone'].get('out_indices', [-4])[0]
         node['neck']['early_layers'] = early % 4 + 1

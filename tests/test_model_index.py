@@ -106,8 +106,11 @@ def _shrink(cfg: Config) -> Config:
         cfg.model.neck.input_features = 64
     tok = cfg.model.get('target_generator')
     if tok and str(tok.type).endswith('VQKD'):  # a small tokenizer, random (no download)
-        tok.update(encoder=dict(arch='tiny', img_size=32), num_embed=32, kmeans_init=False,
-                   checkpoint=None)
+        tok.update(
+            encoder=dict(arch='tiny', img_size=32),
+            num_embed=32,
+            kmeans_init=False,
+            checkpoint=None)
     elif tok:  # a small tokenizer: building DALL-E is slow
         tok.update(n_hid=8, n_blk_per_group=1, vocab_size=32)
     if cfg.model.get('neck') and str(cfg.model.neck.type).endswith('BEiTV2Neck'):

@@ -160,10 +160,11 @@ _LARGE_8X1 = ('8 GPUs x 1 image x accumulation 2 (the 640 recipe) instead of uni
               'updates as unilm\'s, so one setting fits 16 GB GPUs at 512 and 640; SyncBN '
               'sees 8 images per step instead of 16')
 # BEiT v2 (unilm beit2/): PRETRAINING.md base and large commands and
-# run_beitv2_pretraining.py defaults (--min_lr 1e-5, --weight_decay 0.05, --min_mask_patches_per_block
-# 16, max None); "--opt_betas: 0.98 for 300 epochs and 0.999 for 1600 epochs", "--drop_path: 0.
-# for 300 epochs and 0.1 for 1600 epochs"; VQ-KD's view in [-1, 1] (modeling_vqkd.py
-# pre_process 'default'), ImageNet mean / std for the backbone's (--imagenet_default_mean_and_std).
+# run_beitv2_pretraining.py defaults (--min_lr 1e-5, --weight_decay 0.05,
+# --min_mask_patches_per_block 16, max None); "--opt_betas: 0.98 for 300 epochs and 0.999
+# for 1600 epochs", "--drop_path: 0. for 300 epochs and 0.1 for 1600 epochs"; VQ-KD's view
+# in [-1, 1] (modeling_vqkd.py pre_process 'default'), ImageNet mean / std for the
+# backbone's (--imagenet_default_mean_and_std).
 _MIM2 = dict(
     _MIM,
     kind='mim2',
@@ -725,7 +726,8 @@ FACTS: Dict[str, Callable[[Config, str], Any]] = {
     lambda c, p: (lambda t: (t.interpolation, t.second_interpolation))
     (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
     'second_mean':
-    lambda c, p: tuple((c.model.get('data_preprocessor') or c.get('data_preprocessor')).second_mean),
+    lambda c, p: tuple(
+        (c.model.get('data_preprocessor') or c.get('data_preprocessor')).second_mean),
     'early_layers':
     lambda c, p: c.model.neck.early_layers,
     'neck_layers':

@@ -13,11 +13,8 @@ model = dict(
     backbone=dict(
         drop_path_rate=0.15,
         layer_scale_init_value=0.1,
-        init_cfg=dict(
-            checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
-            'beitv2_base_patch16_224_pt1k.pth')))
+        init_cfg=dict(checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
+                      'beitv2_base_patch16_224_pt1k.pth')))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    optimizer=dict(lr=5e-5),
-    paramwise_cfg=dict(layer_decay_rate=0.75))
+    type='AmpOptimWrapper', optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.75))

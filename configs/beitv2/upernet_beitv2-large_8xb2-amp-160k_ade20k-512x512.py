@@ -12,9 +12,8 @@ model = dict(
         out_indices=(7, 11, 15, 23),
         drop_path_rate=0.2,
         layer_scale_init_value=1e-6,
-        init_cfg=dict(
-            checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
-            'beitv2_large_patch16_224_pt1k.pth')),
+        init_cfg=dict(checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
+                      'beitv2_large_patch16_224_pt1k.pth')),
     neck=dict(embed_dim=1024),
     decode_head=dict(in_channels=[1024, 1024, 1024, 1024], channels=1024),
     auxiliary_head=dict(in_channels=1024))

@@ -9,9 +9,8 @@ _base_ = './beit-base-p16_8xb128-coslr-100e_in1k.py'
 model = dict(
     backbone=dict(
         drop_path_rate=0.2,
-        init_cfg=dict(
-            checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
-            'beitv2_base_patch16_224_pt1k.pth')))
+        init_cfg=dict(checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
+                      'beitv2_base_patch16_224_pt1k.pth')))
 
 optim_wrapper = dict(
     type='AmpOptimWrapper', loss_scale='dynamic', paramwise_cfg=dict(layer_decay_rate=0.6))

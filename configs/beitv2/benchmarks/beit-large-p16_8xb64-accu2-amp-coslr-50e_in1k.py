@@ -12,9 +12,8 @@ model = dict(
         arch='large',
         drop_path_rate=0.2,
         layer_scale_init_value=1e-5,
-        init_cfg=dict(
-            checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
-            'beitv2_large_patch16_224_pt1k.pth')),
+        init_cfg=dict(checkpoint='https://github.com/addf400/files/releases/download/BEiT-v2/'
+                      'beitv2_large_patch16_224_pt1k.pth')),
     head=dict(in_channels=1024))
 
 train_dataloader = dict(batch_size=64)

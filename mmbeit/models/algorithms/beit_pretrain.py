@@ -103,9 +103,10 @@ class BEiTPretrain(BaseModel):
         early = self.neck.early_layers
         wanted = [early - 1, self.backbone.num_layers - 1]
         if list(self.backbone.out_indices) != wanted:
-            raise ValueError(f"BEiTPretrain: with the neck (early_layers={early}) the backbone's "
-                             f'out_indices must be {wanted} (or [{early - 1 - self.backbone.num_layers},'
-                             f' -1]), got {self.backbone.out_indices}')
+            raise ValueError(
+                f"BEiTPretrain: with the neck (early_layers={early}) the backbone's "
+                f'out_indices must be {wanted} (or [{early - 1 - self.backbone.num_layers},'
+                f' -1]), got {self.backbone.out_indices}')
         if getattr(self.backbone, 'norm', None) is not None:
             raise ValueError('BEiTPretrain: with the neck the backbone needs final_norm=False '
                              "(the neck's norm is shared by both paths)")

@@ -8,13 +8,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import randomize_
-from test_beitv2_pretrain import (ARCH, EARLY, IMG, LAYERS, PATCH, TOL, VOCAB, batch, ours,
+from test_beitv2_pretrain import (ARCH, EARLY, EMBED, IMG, LAYERS, PATCH, TOL, VOCAB, batch, ours,
                                   reference)
 
 from mmbeit.converters import convert_checkpoint, detect_format, load_pretrained
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FT_CFG = osp.join(ROOT, 'configs', 'beitv2', 'benchmarks', 'beit-base-p16_8xb128-coslr-100e_in1k.py')
+
+
+@pytest.fixture
+def logs(monkeypatch):
+    """Every mmengine print_log call of the loading (as tests/test_doors.py's fixture)."""
+    import mmengine.logging
+    seen = []
+    original = mmengine.logging.print_log
+
+    def record(msg, *args, **kwargs):
+        seen.append(str(msg))
+        return original(msg, *args, **kwargs)
+
+    monkeypatch.setattr(mmengine.logging, 'print_log', record)
+    return lambda: '\n'.join(seen)
 
 
 def _losses(model, inputs, samples):
@@ -72,7 +87,7 @@ def test_mmpretrain_v2_checkpoint_loads_completely(door, mmpretrain_file):
     assert abs(got[0] - expected[0]) <= TOL and abs(got[1] - expected[1]) <= TOL, (got, expected)
 
 
-def test_mmpretrain_v2_backbone_starts_a_classifier(mmpretrain_file, capfd):
+def test_mmpretrain_v2_backbone_starts_a_classifier(mmpretrain_file, logs):
     """``pretrained=`` of a v2 fine-tuning config: the backbone loads (the shared table expanded
     into every layer's), the classification head keeps its initialization, by name."""
     from mmbeit.apis import get_model
@@ -80,7 +95,7 @@ def test_mmpretrain_v2_backbone_starts_a_classifier(mmpretrain_file, capfd):
     model = get_model(
         FT_CFG,
         pretrained=path,
-        backbone=dict(arch=dict(ARCH), img_size=IMG, patch_size=PATCH, init_cfg=None),
+        backbone=dict(arch='tiny', img_size=IMG, patch_size=PATCH, init_cfg=None),
         head=dict(in_channels=ARCH['embed_dims'], num_classes=5))
     state = torch.load(path, weights_only=True)['state_dict']
     ours_backbone = model.backbone.state_dict()
@@ -91,8 +106,8 @@ def test_mmpretrain_v2_backbone_starts_a_classifier(mmpretrain_file, capfd):
                            state[f'backbone.layers.{i}.ln1.weight'])
     assert torch.equal(ours_backbone['patch_embed.proj.weight'],
                        state['backbone.patch_embed.projection.weight'])
-    out = capfd.readouterr()
-    assert 'head.* keeps its initialization' in out.out + out.err
+    text = logs()
+    assert 'head.* keeps its initialization' in text, text
 
 
 # ------------------------------------------------------------------------ unilm
@@ -178,3 +193,28 @@ def test_unilm_v2_checkpoint_loads_completely(door, tmp_path):
         expected = unilm_losses(parts.eval(), inputs[0], mask, target)
     got = _losses(model, inputs, samples)
     assert abs(got[0] - expected[0]) <= TOL and abs(got[1] - expected[1]) <= TOL, (got, expected)
+
+
+# ------------------------------------------------------------------------ mmbeit's own
+def test_own_v2_checkpoint_starts_a_segmentor(tmp_path, logs):
+    """mmbeit's v2 pretraining checkpoint (``neck.layers.*``: the v2 neck, not a segmentation
+    neck) starts UperNet: the backbone loads, the v2 neck, head and tokenizer are left out."""
+    from mmbeit.apis import get_model
+    model = ours()
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    seg = get_model(
+        osp.join(ROOT, 'configs', 'beitv2', 'upernet_beitv2-base_8xb2-amp-160k_ade20k-512x512.py'),
+        pretrained=path,
+        backbone=dict(arch='tiny', img_size=IMG, out_indices=(0, 1, 2, 3), init_cfg=None),
+        neck=dict(embed_dim=EMBED),
+        decode_head=dict(in_channels=[EMBED] * 4, channels=32),
+        auxiliary_head=dict(in_channels=EMBED, channels=16))
+    ours_backbone = model.backbone.state_dict()
+    for k, v in seg.backbone.state_dict().items():
+        if k in ours_backbone:
+            assert torch.equal(v, ours_backbone[k]), k
+    assert torch.equal(seg.backbone.layers[2].attn.rel_pos_bias.table,
+                       model.backbone.rel_pos_bias.table)
+    text = logs()
+    assert 'decode_head.* keeps its initialization' in text, text

@@ -13,7 +13,10 @@ their modules the same way::
 Whole models: ``ImageClassifier`` adds ``head.fc`` (``LinearClsHead``); the BEiT
 pretraining algorithm (``mmpretrain.models.selfsup.BEiT``: ``BEiTPretrainViT``,
 ``BEiTV1Head``, ``'DALL-E'``) adds ``head.cls_head`` and ``target_generator.blocks.*``
-(OpenAI's DALL-E names; converted by :mod:`.dalle`). The files wrap the weights in
+(OpenAI's DALL-E names; converted by :mod:`.dalle`). BEiT v2 (``BEiTV2Neck``, ``BEiTV2Head``,
+``VQKD``) adds ``neck.patch_aggregation.{i}.*`` (OpenMMLab layer names) and ``neck.norm``
+(the v2 neck: ``mim_neck.``), ``head.cls_head`` and ``target_generator.{encoder,
+encode_task_layer,quantize}.*`` (converted by :mod:`.vqkd`). The files wrap the weights in
 ``{'state_dict': ...}`` next to ``meta``.
 """
 from collections import OrderedDict
@@ -55,7 +58,22 @@ HEAD_RULES: List[Rule] = [
     (r'data_preprocessor\..+', None),  # normalisation constants, rebuilt from the config
 ]
 
-RULES: List[Rule] = prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.') + HEAD_RULES
+# BEiT v2 (``BEiTV2Neck``): the patch-aggregation layers (OpenMMLab's layer names, no per-layer
+# table) and the norm shared by both paths; ``BEiTV2Head``'s ``cls_head`` is in HEAD_RULES
+MIM_NECK_RULES: List[Rule] = [
+    (r'neck\.patch_aggregation\.(\d+)\.ln([12])\.(weight|bias)', r'mim_neck.layers.\1.norm\2.\3'),
+    (r'neck\.patch_aggregation\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)',
+     r'mim_neck.layers.\1.attn.\2'),
+    (r'neck\.patch_aggregation\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)',
+     r'mim_neck.layers.\1.mlp.fc1.\2'),
+    (r'neck\.patch_aggregation\.(\d+)\.ffn\.layers\.1\.(weight|bias)',
+     r'mim_neck.layers.\1.mlp.fc2.\2'),
+    (r'neck\.patch_aggregation\.(\d+)\.gamma_([12])', r'mim_neck.layers.\1.gamma\2'),
+    (r'neck\.norm\.(weight|bias)', r'mim_neck.norm.\1'),
+]
+
+RULES: List[Rule] = (
+    prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.') + HEAD_RULES + MIM_NECK_RULES)
 BARE_RULES: List[Rule] = prefix_rules(BACKBONE_RULES, '', 'backbone.')
 
 
@@ -64,6 +82,12 @@ def is_openmmlab_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(
         ('layers.0.ln1.' in k or 'layers.0.ffn.layers.0.0.' in k) and k.split('layers.0.')[0] in (
             '', 'backbone.') for k in state_dict)
+
+
+def is_v2_pretrain(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """mmpretrain's BEiT v2 pretraining model (``neck.patch_aggregation.*``): its ``neck.`` is
+    not a segmentation neck."""
+    return any(k.startswith('neck.patch_aggregation.') for k in state_dict)
 
 
 def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:

@@ -50,7 +50,7 @@ BARE_RULES: List[Rule] = (
 
 
 def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
-    if not mmpretrain.is_openmmlab_layout(state_dict):
+    if not mmpretrain.is_openmmlab_layout(state_dict) or mmpretrain.is_v2_pretrain(state_dict):
         return False
     whole = any(k.startswith(('decode_head.', 'neck.', 'auxiliary_head.')) for k in state_dict)
     beit2mmseg = 'patch_embed.proj.weight' in state_dict or 'norm.weight' in state_dict

@@ -8,6 +8,10 @@ Pretraining (``modeling_pretrain.py``, e.g. ``beit_base_patch16_224_pt22k.pth``)
     blocks.{i}.norm2, blocks.{i}.mlp.fc1, blocks.{i}.mlp.fc2, blocks.{i}.gamma_2,
     norm, lm_head
 
+BEiT v2 pretraining (``beit2/modeling_pretrain.py``, e.g. ``beitv2_base_patch16_224_pt1k.pth``)
+adds the patch-aggregation layers ``cls_pt_layers.{i}.*`` (the v2 neck's layers); its ``norm``
+is the neck's norm, shared by both paths, and ``lm_head`` the shared head.
+
 Fine-tuning (``modeling_finetune.py``, e.g. ``..._pt22k_ft22kto1k.pth``): per-layer
 ``blocks.{i}.attn.relative_position_bias_table`` (+ ``relative_position_index``),
 ``fc_norm`` (mean pooling; then no ``norm``) and ``head``. The files wrap the
@@ -63,7 +67,22 @@ SEG_HEAD_RULES: List[Rule] = [
     (r'(decode_head|auxiliary_head)\.(.+)', r'\1.\2'),
 ]
 
+# BEiT v2 pretraining (beit2/modeling_pretrain.py VisionTransformerForMaskedImageModelingCLS,
+# e.g. beitv2_base_patch16_224_pt1k.pth): the patch-aggregation layers ``cls_pt_layers.{i}``
+# (unilm's Block, no per-layer table) are the v2 neck's layers, and ``norm``, shared by the
+# last layer's tokens and the aggregated ones, is the neck's norm (the backbone has none)
+CLS_PT_RULES: List[Rule] = [
+    (r'norm\.(weight|bias)', r'mim_neck.norm.\1'),
+    (r'cls_pt_layers\.(\d+)\.norm([12])\.(weight|bias)', r'mim_neck.layers.\1.norm\2.\3'),
+    (r'cls_pt_layers\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias|proj\.weight|proj\.bias)',
+     r'mim_neck.layers.\1.attn.\2'),
+    (r'cls_pt_layers\.(\d+)\.attn\.k_bias', None),  # a zero buffer
+    (r'cls_pt_layers\.(\d+)\.gamma_([12])', r'mim_neck.layers.\1.gamma\2'),
+    (r'cls_pt_layers\.(\d+)\.mlp\.(fc[12])\.(weight|bias)', r'mim_neck.layers.\1.mlp.\2.\3'),
+]
+
 RULES: List[Rule] = prefix_rules(BACKBONE_RULES, '', 'backbone.') + HEAD_RULES
+V2_PRETRAIN_RULES: List[Rule] = CLS_PT_RULES + RULES
 SEG_RULES: List[Rule] = (
     prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.') +
     prefix_rules(FPN_RULES, 'backbone.', '') + SEG_HEAD_RULES)
@@ -90,4 +109,6 @@ def convert(state_dict: Mapping[str, torch.Tensor], fmt: str = NAME) -> StateDic
     """unilm (or timm) state dict -> mmbeit's canonical layout (see :mod:`.layout`)."""
     if any(k.startswith('backbone.blocks.') for k in state_dict):
         return apply_rules(state_dict, SEG_RULES, fmt)
+    if any(k.startswith('cls_pt_layers.') for k in state_dict):  # BEiT v2 pretraining
+        return apply_rules(state_dict, V2_PRETRAIN_RULES, fmt)
     return apply_rules(state_dict, RULES, fmt)

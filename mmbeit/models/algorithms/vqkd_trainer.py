@@ -18,10 +18,15 @@ the counts were last reset, unilm's "Unused code").
 Keys: ``tokenizer.*`` (exactly :class:`VQKD`'s), ``decoder.*`` (an ``mmbeit.BEiT``),
 ``decode_task_layer.{0,2}.*``, ``teacher.vit.*`` (timm's ViT). The trained tokenizer is
 ``tokenizer.*``; the converters load a trained checkpoint into ``mmbeit.VQKD`` by that
-prefix (decoder and teacher dropped by name).
+prefix (decoder and teacher dropped by name). Every ``load_state_dict`` of this model
+(mmengine's ``load_checkpoint`` and ``load_from`` too) also reads unilm's VQ-KD files
+completely (``encoder.*``, ``decoder.*``, ``*_task_layer.*``, ``quantize.*`` and the
+teacher's ``teacher_model.*`` when the file has it; without it the teacher keeps its own
+weights, which the log says).
 """
 import copy
-from typing import Dict, Optional, Union
+from collections import OrderedDict
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -103,6 +108,8 @@ class VQKDTrainer(BaseModel):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=.02)
                 nn.init.zeros_(m.bias)
+        # every load_state_dict also reads unilm's VQ-KD training files (decoder and teacher)
+        self.register_load_state_dict_pre_hook(_convert_unilm_on_load)
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -170,3 +177,42 @@ class VQKDTrainer(BaseModel):
     def extra_repr(self) -> str:
         return (f'vocab_size={self.tokenizer.vocab_size}, '
                 f'teacher={self.teacher.kind}, teacher_dims={self.teacher.out_dims}')
+
+
+def _convert_unilm_on_load(module: VQKDTrainer, state_dict: dict, prefix: str, local_metadata,
+                           strict: bool, missing_keys: List[str], unexpected_keys: List[str],
+                           error_msgs: List[str]) -> None:
+    """Load pre-hook: unilm's VQ-KD training file -> this model's keys, completely or raise."""
+    from mmengine.logging import print_log
+
+    from mmbeit.converters.load import CheckpointMismatchError, state_dict_fits
+    from mmbeit.converters.read import unwrap_checkpoint
+    from mmbeit.converters.vqkd import convert_trainer, is_unilm_vqkd
+    local = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
+    own = module.state_dict()
+    if not local or state_dict_fits(local, own):
+        return  # our own keys: nothing to convert
+    # mmengine's load_checkpoint hands over unilm's {'model': ...} wrapper as it is
+    local, _ = unwrap_checkpoint(local)
+    if not is_unilm_vqkd(local):
+        return  # another layout: torch's strictness decides
+    converted, teacher = convert_trainer(local)
+    if teacher:
+        converted.update(
+            ('teacher.vit.' + k, v) for k, v in module.teacher.convert_state_dict(teacher).items())
+    else:
+        converted.update((k, v) for k, v in own.items() if k.startswith('teacher.'))
+        print_log(
+            'VQKDTrainer: the unilm VQ-KD file has no teacher_model.*; the teacher keeps '
+            f'its own weights (checkpoint={module.teacher.checkpoint!r})',
+            logger='current')
+    missing = sorted(set(own) - set(converted))
+    unexpected = sorted(set(converted) - set(own))
+    shapes = sorted(k for k in set(own) & set(converted) if own[k].shape != converted[k].shape)
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(
+            f'unilm VQ-KD file (vqkd format) does not fit VQKDTrainer: missing {missing[:10]}, '
+            f'unexpected {unexpected[:10]}, shapes differ {shapes[:10]}')
+    for k in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[k]
+    state_dict.update((prefix + k, v) for k, v in converted.items())

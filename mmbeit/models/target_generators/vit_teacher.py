@@ -98,8 +98,6 @@ class ViTTeacher(BaseModule):
 
     def load_weights(self, checkpoint) -> None:
         """OpenAI CLIP (``visual.*``), timm or DINO weights from a path, URL or state dict."""
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
         from mmbeit.converters import read_checkpoint, unwrap_checkpoint
         try:
             state_dict, _ = unwrap_checkpoint(read_checkpoint(checkpoint))
@@ -108,11 +106,25 @@ class ViTTeacher(BaseModule):
                 f'ViTTeacher: cannot read {checkpoint!r} as a state dict ({e}); it takes a '
                 "weights-only file: OpenAI CLIP's state dict (visual.*, e.g. saved from the "
                 "TorchScript archive's state_dict()), timm's or DINO's") from e
-        state_dict = checkpoint_filter_fn(dict(state_dict), self.vit)
-        missing, unexpected = self.vit.load_state_dict(state_dict, strict=False)
-        if missing or unexpected:
-            raise KeyError(f'ViTTeacher ({self.kind}): {checkpoint!r} does not fit; missing '
-                           f'{sorted(missing)[:10]}, unexpected {sorted(unexpected)[:10]}')
+        self.vit.load_state_dict(self.convert_state_dict(state_dict, str(checkpoint)))
+
+    def convert_state_dict(self, state_dict: dict, source: str = 'checkpoint') -> dict:
+        """OpenAI CLIP / timm / DINO keys -> this teacher's ``vit`` keys, all of them.
+
+        Raises:
+            KeyError: keys missing or left over, named.
+        """
+        from timm.models.vision_transformer import checkpoint_filter_fn
+        converted = checkpoint_filter_fn(dict(state_dict), self.vit)
+        own = self.vit.state_dict()
+        missing = sorted(set(own) - set(converted))
+        unexpected = sorted(set(converted) - set(own))
+        shapes = sorted(k for k in set(own) & set(converted) if own[k].shape != converted[k].shape)
+        if missing or unexpected or shapes:
+            raise KeyError(f'ViTTeacher ({self.kind}): {source} does not fit; missing '
+                           f'{missing[:10]}, unexpected {unexpected[:10]}, shapes differ '
+                           f'{shapes[:10]}')
+        return converted
 
     def train(self, mode: bool = True) -> 'ViTTeacher':
         """Stay in eval mode whatever the parent asks."""

@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbeit.converters.dalle import (DALL_E_RULES, convert_dall_e, convert_dalle_checkpoint,
-                                     convert_openmmlab_dalle, detect_dalle_format,
-                                     load_openai_dall_e_pickle)
+from mmbeit.converters import convert_checkpoint, detect_format
+from mmbeit.converters.dalle import RULES, convert_dall_e, load_openai_dall_e_pickle
 from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder, map_pixels
 from mmbeit.registry import MODELS
 
@@ -95,7 +94,7 @@ def test_openai_pickle_loads_without_running_code(tmp_path):
     with pytest.raises(Exception, match='[Ww]eights only load failed'):
         torch.load(path, weights_only=True)
     state_dict = load_openai_dall_e_pickle(str(path))
-    assert detect_dalle_format(state_dict) == 'dall_e'
+    assert detect_format(state_dict) == 'dalle'
     ours = DALLEEncoder(**SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     ours.init_weights()
     x = images(1, 32)
@@ -122,20 +121,24 @@ def test_converter_rules():
     assert set(convert_dall_e(fake)) == ours_keys
     # OpenMMLab's wrappers and prefixes, and whole BEiT checkpoints
     wrapped = {'state_dict': {f'module.{k}': v for k, v in fake.items()}}
-    assert set(convert_openmmlab_dalle(wrapped)) == ours_keys
+    assert set(convert_checkpoint(wrapped, target='target_generator')) == ours_keys
+    # a whole mmpretrain BEiT checkpoint: its tokenizer only
     beit_ckpt = {f'target_generator.{k}': v for k, v in fake.items()}
-    beit_ckpt['backbone.cls_token'] = torch.zeros(1)
-    assert set(convert_dalle_checkpoint(beit_ckpt)) == ours_keys
+    beit_ckpt.update({
+        'backbone.cls_token': torch.zeros(1),
+        'backbone.layers.0.ln1.weight': torch.zeros(1)
+    })
+    assert set(convert_checkpoint(beit_ckpt, target='target_generator')) == ours_keys
     ours_sd = DALLEEncoder(**SMALL).state_dict()
-    assert detect_dalle_format(ours_sd) == 'mmbeit'
-    assert convert_dalle_checkpoint(ours_sd).keys() == ours_sd.keys()
+    assert detect_format(ours_sd) == 'mmbeit'
+    assert convert_checkpoint(ours_sd, target='target_generator').keys() == ours_sd.keys()
     # every rule is used
-    used = {i for k in ref_keys for i, (p, _) in enumerate(DALL_E_RULES) if p.match(k)}
-    assert used == set(range(len(DALL_E_RULES)))
+    used = {i for k in ref_keys for i, (p, _) in enumerate(RULES) if re.fullmatch(p, k)}
+    assert used == set(range(len(RULES)))
     with pytest.raises(KeyError, match=re.escape("'blocks.group_1.bogus'")):
         convert_dall_e({'blocks.group_1.bogus': torch.zeros(1)})
-    with pytest.raises(ValueError, match='Not a DALL-E encoder checkpoint'):
-        convert_dalle_checkpoint({'backbone.cls_token': torch.zeros(1)})
+    with pytest.raises(ValueError, match='cannot tell the format'):
+        DALLEEncoder(**SMALL).load_weights({'backbone.cls_token': torch.zeros(1)})
 
 
 @needs_dall_e

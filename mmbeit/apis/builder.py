@@ -139,6 +139,7 @@ def build_model(cfg: Any):
 def resolve_weights(source: Union[str, os.PathLike], revision: Optional[str] = None) -> str:
     """A local path, URL or folder for ``source``; hub ids and ``huggingface.co`` file URLs
     are fetched through huggingface_hub first (its cache, ``HF_ENDPOINT``, offline mode)."""
+    from mmbeit.converters.transformers import CONFIG_FILE
     from . import hub
     source = os.fspath(source)
     url = hub.parse_hub_url(source)
@@ -146,7 +147,7 @@ def resolve_weights(source: Union[str, os.PathLike], revision: Optional[str] = N
         repo, rev, file = url
         path = hub.download_file(repo, file, revision or rev)
         try:  # the labels and the image size beside the weights
-            hub.download_file(repo, 'config.json', revision or rev)
+            hub.download_file(repo, CONFIG_FILE, revision or rev)
         except FileNotFoundError:
             pass
         return path

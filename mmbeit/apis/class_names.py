@@ -15,6 +15,8 @@ import os.path as osp
 import warnings
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+from mmbeit.converters import transformers as hf_format
+
 __all__ = [
     'IMAGENET22K_NUM_CLASSES', 'imagenet1k_class_names', 'imagenet22k_class_names',
     'ade20k_class_names', 'classes_from_config', 'classes_from_checkpoint',
@@ -24,7 +26,7 @@ __all__ = [
 #: Number of ImageNet-22k (fall11) classes, as BEiT's and transformers' 22k heads have.
 IMAGENET22K_NUM_CLASSES = 21841
 #: File names of transformers weights, beside which a config.json names the labels.
-TRANSFORMERS_WEIGHT_FILES = ('pytorch_model.bin', 'model.safetensors')
+TRANSFORMERS_WEIGHT_FILES = hf_format.WEIGHT_FILES
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,20 +138,20 @@ def transformers_config_beside(source: str) -> Optional[dict]:
     from mmbeit.utils.checkpoint_io import download_checkpoint, is_url
     source = os.fspath(source)
     if osp.isdir(source):
-        path = osp.join(source, 'config.json')
+        path = osp.join(source, hf_format.CONFIG_FILE)
     elif is_url(source):
         import urllib.parse
         parts = urllib.parse.urlsplit(source)
         folder, name = parts.path.rsplit('/', 1)
         if name not in TRANSFORMERS_WEIGHT_FILES:
             return None
-        url = urllib.parse.urlunsplit(parts._replace(path=folder + '/config.json'))
+        url = urllib.parse.urlunsplit(parts._replace(path=f'{folder}/{hf_format.CONFIG_FILE}'))
         try:
             path = download_checkpoint(url, check_hash=False)
         except Exception:  # noqa: BLE001  (no config.json published there: not an error)
             return None
     elif osp.basename(source) in TRANSFORMERS_WEIGHT_FILES:
-        path = osp.join(osp.dirname(osp.abspath(source)), 'config.json')
+        path = osp.join(osp.dirname(osp.abspath(source)), hf_format.CONFIG_FILE)
     else:
         return None
     if not osp.isfile(path):

@@ -18,42 +18,32 @@ BeitForImageClassification mmpretrain ``ImageClassifier`` + ``mmbeit.BEiT`` + li
 BeitForSemanticSegmentation mmseg ``EncoderDecoder``: ``mmbeit.BEiT`` -> ``Feature2Pyramid``
                            -> ``UPerHead`` (+ ``FCNHead``); out_indices entry ``i`` is layer
                            ``i - 2``, as transformers reads ``hidden_states[i - 1]``
-BeitForMaskedImageModeling ``mmbeit.BEiTPretrain`` (backbone + MIM head); its DALL-E
-                           tokenizer is not in the folder: it is OpenAI's, loaded by
-                           ``init_weights()``, and refuses to run until then
+BeitForMaskedImageModeling ``mmbeit.BEiTPretrain`` (backbone + MIM head); its tokenizer
+                           is not in the folder: the format says which
+                           (``mmbeit_model_cfg``'s ``tokenizer``), ``init_weights()`` loads
+                           it, and it refuses to run until then
 ========================== ===========================================================
+
+What a folder's files are called and how ``config.json`` reads is the transformers
+format module's knowledge (:mod:`mmbeit.converters.transformers`); the timm
+architectures are the BEiT backbone's arch table (:data:`mmbeit.models.backbones.beit.ARCH_ZOO`).
 """
-import json
 import math
 import os.path as osp
 import re
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-__all__ = [
-    'is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm',
-    'DALLE_ENCODER_URL'
-]
+from mmbeit.converters import transformers as hf_format
 
-DALLE_ENCODER_URL = 'https://cdn.openai.com/dall-e/encoder.pkl'
+__all__ = ['is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm']
+
 _PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
 _TIMM_ARCH = re.compile(r'^beit(?:v2)?_(base|large)_patch(\d+)_(\d+)')
-_TIMM_ARCHS = {
-    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
-    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)
-}
-
-
-def _read_json(path: str) -> dict:
-    with open(path, encoding='utf-8') as f:
-        data = json.load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: expected a JSON object')
-    return data
 
 
 def is_model_folder(path: Any) -> bool:
     """A folder with a ``config.json`` (transformers' or timm's)."""
-    return isinstance(path, str) and osp.isdir(path) and osp.isfile(osp.join(path, 'config.json'))
+    return isinstance(path, str) and hf_format.is_model_dir(path)
 
 
 def config_from_folder(folder: str):
@@ -62,12 +52,12 @@ def config_from_folder(folder: str):
     Raises:
         ValueError: a config.json that describes no BEiT model mmbeit builds.
     """
-    config = _read_json(osp.join(folder, 'config.json'))
+    config = hf_format.read_json(osp.join(folder, hf_format.CONFIG_FILE))
     if 'architecture' in config and 'model_type' not in config:
         return config_from_timm(config, source=folder)
-    processor = osp.join(folder, 'preprocessor_config.json')
+    processor = osp.join(folder, hf_format.PROCESSOR_FILE)
     return config_from_transformers(
-        config, _read_json(processor) if osp.isfile(processor) else None, source=folder)
+        config, hf_format.read_json(processor) if osp.isfile(processor) else None, source=folder)
 
 
 def _size(value: Any, default: Tuple[int, int]) -> Tuple[int, int]:
@@ -157,7 +147,7 @@ def _classifier_cfg(backbone: dict, num_classes: int, embed_dims: int, mean: Seq
 
 def config_from_transformers(config: Mapping,
                              processor: Optional[Mapping] = None,
-                             source: str = 'config.json'):
+                             source: str = hf_format.CONFIG_FILE):
     """The mmengine Config of a transformers BEiT ``config.json`` (and image processor).
 
     Raises:
@@ -165,12 +155,9 @@ def config_from_transformers(config: Mapping,
     """
     from mmengine.config import Config
 
-    from mmbeit.converters.transformers import mmbeit_model_cfg
     from .class_names import classes_from_transformers_config
-    if config.get('model_type', 'beit') != 'beit':
-        raise ValueError(f'{source}: model_type is {config.get("model_type")!r}; mmbeit builds '
-                         "'beit' models only")
-    pieces = mmbeit_model_cfg(dict(config))
+    hf_format.check_model_type(config, source)
+    pieces = hf_format.mmbeit_model_cfg(dict(config))
     task = pieces['task']
     backbone = dict(type='mmbeit.BEiT', **pieces['backbone'])
     image_size = backbone['img_size']
@@ -252,11 +239,8 @@ def config_from_transformers(config: Mapping,
             type='mmbeit.BEiTPretrain',
             backbone=backbone,
             head=dict(type='mmbeit.BEiTMIMHead'),
-            target_generator=dict(
-                type='mmbeit.DALLEEncoder',
-                vocab_size=pieces['vocab_size'],
-                checkpoint=DALLE_ENCODER_URL),
-            # the second view (the tokenizer's) keeps DALL-E's defaults
+            target_generator=dict(pieces['tokenizer']),
+            # the second view (the tokenizer's) keeps the preprocessor's defaults
             data_preprocessor=dict(
                 type='mmbeit.TwoViewDataPreprocessor',
                 mean=pre['mean'],
@@ -272,13 +256,15 @@ def config_from_transformers(config: Mapping,
     return Config(cfg)
 
 
-def config_from_timm(config: Mapping, source: str = 'config.json'):
+def config_from_timm(config: Mapping, source: str = hf_format.CONFIG_FILE):
     """The mmengine Config of a timm hub ``config.json`` (``beit_*`` / ``beitv2_*``).
 
     Raises:
         ValueError: an architecture that is not a timm BEiT.
     """
     from mmengine.config import Config
+
+    from mmbeit.models.backbones.beit import resolve_arch
     name = str(config.get('architecture', ''))
     m = _TIMM_ARCH.match(name)
     if not m:
@@ -286,13 +272,13 @@ def config_from_timm(config: Mapping, source: str = 'config.json'):
                          "(beit_{base,large}_patch16_{224,384,512}, beitv2_*)")
     size, patch, img = m.group(1), int(m.group(2)), int(m.group(3))
     args = dict(config.get('model_args') or {})
-    arch = dict(_TIMM_ARCHS[size])
+    zoo = resolve_arch(size)  # the named size's dims, which model_args may override
+    arch = dict(zoo)
     for ours, theirs in (('embed_dims', 'embed_dim'), ('num_layers', 'depth'), ('num_heads',
                                                                                 'num_heads')):
         arch[ours] = args.get(theirs, arch[ours])
     arch['feedforward_channels'] = int(
-        arch['embed_dims'] *
-        args.get('mlp_ratio', arch['feedforward_channels'] / _TIMM_ARCHS[size]['embed_dims']))
+        arch['embed_dims'] * args.get('mlp_ratio', zoo['feedforward_channels'] / zoo['embed_dims']))
     pretrained = dict(config.get('pretrained_cfg') or {})
     input_size = pretrained.get('input_size') or [3, img, img]
     img_size = args.get('img_size', input_size[-1])

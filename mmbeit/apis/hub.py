@@ -18,6 +18,8 @@ import re
 import urllib.parse
 from typing import List, Optional, Tuple
 
+from mmbeit.converters import transformers as hf_format
+
 __all__ = [
     'HF_HUB_PREFIX', 'parse_hub_id', 'parse_hub_url', 'download_file', 'download_model_folder',
     'WEIGHT_FILES'
@@ -26,10 +28,9 @@ __all__ = [
 HF_HUB_PREFIX = 'hf-hub:'
 HUB_HOSTS = ('huggingface.co', 'hf.co')
 #: The weight files of a model repository, in the order transformers looks for them.
-WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',
-                'pytorch_model.bin.index.json')
+WEIGHT_FILES = hf_format.HUB_WEIGHT_FILES
 #: Other files a model folder may have: the image processor's settings.
-EXTRA_FILES = ('preprocessor_config.json', )
+EXTRA_FILES = (hf_format.PROCESSOR_FILE, )
 _REPO_RE = re.compile(r'^[A-Za-z0-9][\w.-]*/[\w.-]+$')
 _WEIGHT_SUFFIXES = ('.py', '.pth', '.pt', '.bin', '.safetensors', '.ckpt', '.pkl', '.onnx')
 
@@ -135,7 +136,7 @@ def download_model_folder(repo_id: str,
     Raises:
         FileNotFoundError: no config.json, or no weights, in the repository or cache.
     """
-    config = download_file(repo_id, 'config.json', revision)
+    config = download_file(repo_id, hf_format.CONFIG_FILE, revision)
     folder = osp.dirname(config)
     for name in EXTRA_FILES:
         try:

@@ -4,10 +4,13 @@ One loading pipeline, one module per stage, run in this order by every door::
 
     read (.read) -> detect (.detect) -> convert (.convert) -> fit (.fit) -> load (.load)
 
-Converters are pure ``state_dict -> state_dict`` functions over per-format rule
-tables (one module per format: :mod:`.native`, :mod:`.mmpretrain`, :mod:`.mmseg`,
-:mod:`.timm`, :mod:`.unilm`, :mod:`.transformers`, :mod:`.dalle`), through one
-engine (:mod:`.rules`); :mod:`.layout` says what they produce. The shared ->
+Each checkpoint format is one module (:mod:`.native`, :mod:`.mmpretrain`,
+:mod:`.mmseg`, :mod:`.timm`, :mod:`.unilm`, :mod:`.transformers`, :mod:`.dalle`)
+holding everything mmbeit knows of it: ``NAME``, ``DESCRIPTION``, its detection
+``PRIORITY``, ``matches``, ``convert`` (pure ``state_dict -> state_dict``
+functions over its rule tables, through one engine, :mod:`.rules`), its reading
+quirks (``read``) and its export where it has one; :mod:`.detect` builds the
+format table from them and :mod:`.layout` says what they produce. The shared ->
 per-layer expansion and the resizing of position tables happen in the fit stage
 only. :mod:`.hooks` runs the pipeline inside ``load_state_dict``.
 Importing this package imports torch and the standard library only.

@@ -43,7 +43,8 @@ def convert_checkpoint(checkpoint: Any,
             'classifier' (``ImageClassifier``: ``backbone.*``, ``head.fc.*``),
             'segmentor' (``EncoderDecoder``: ``backbone.*``, ``neck.*``, ``decode_head.*``,
             ``auxiliary_head.*``), 'pretrain' (``BEiTPretrain``: ``backbone.*``, ``head.*``,
-            ``target_generator.*``), 'target_generator' (a bare ``DALLEEncoder``), or None
+            ``target_generator.*``, and ``neck.*`` for BEiT v2), 'target_generator' (a bare
+            tokenizer: ``DALLEEncoder`` or ``VQKD``), or None
             for the canonical layout with role prefixes (:mod:`.layout`). Parts of the
             checkpoint the target has no place for are left out.
 

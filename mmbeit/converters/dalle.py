@@ -21,26 +21,32 @@ mixed precision work as for any other convolution::
 
 The converter is a pure ``state_dict -> state_dict`` function over the rule
 table :data:`RULES`, through the engine every format shares (:mod:`.rules`), and
-``'dalle'`` is a format like the others (:mod:`.detect`).
-:func:`load_openai_dall_e_pickle` (in :mod:`.read`) reads OpenAI's pickled
-module without running any of its code (and without the ``dall_e`` package).
+``'dalle'`` is a format like the others (:mod:`.detect`): wrappers, ``module.``
+and whole pretraining checkpoints are looked through by the pipeline
+(``convert_checkpoint(checkpoint, target='target_generator')``).
+The format's reading quirk is here too: :func:`load_openai_dall_e_pickle` reads
+OpenAI's pickled module without running any of its code (and without the
+``dall_e`` package); :func:`read` is how :mod:`.read` calls it.
 """
+import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 import torch
 
-from .read import is_pickled_module, load_openai_dall_e_pickle, read_checkpoint
 from .rules import Rule, StateDict, add_prefix, apply_rules, strip_prefix
 
 __all__ = [
-    'NAME', 'RULES', 'DALL_E_RULES', 'matches', 'convert', 'convert_dall_e',
-    'convert_openmmlab_dalle', 'convert_dalle_checkpoint', 'detect_dalle_format',
-    'is_pickled_module', 'load_openai_dall_e_pickle', 'load_dalle_checkpoint_file'
+    'NAME', 'DESCRIPTION', 'PRIORITY', 'RULES', 'matches', 'convert', 'convert_dall_e', 'read',
+    'is_pickled_module', 'load_openai_dall_e_pickle'
 ]
 
 NAME = 'dalle'
+DESCRIPTION = ("the DALL-E tokenizer: OpenAI dall_e.Encoder or OpenMMLab's dalle_encoder.pth "
+               '(blocks.input.w)')
+# detection order (lowest first): last, its names share nothing with BEiT's
+PRIORITY = 70
 
 _WB = {'w': 'weight', 'b': 'bias'}
 
@@ -59,11 +65,6 @@ RULES: List[Rule] = [
      lambda m: f'{_stage(m)}.conv{m["k"]}.{_WB[m["p"]]}'),
     (r'blocks\.output\.conv\.(?P<p>[wb])', lambda m: f'head.{_WB[m["p"]]}'),
 ]
-# the same table, compiled (``pattern.match(key)``), as older code reads it
-DALL_E_RULES = [(re.compile(pattern), repl) for pattern, repl in RULES]
-
-_OURS = re.compile(r'^(stem|head)\.(weight|bias)$|^stages\.\d+\.\d+\.'
-                   r'(shortcut|conv[1-4])\.(weight|bias)$')
 
 
 def convert_dall_e(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -104,84 +105,88 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return add_prefix(convert_dall_e(_own_part(state_dict)), 'target_generator.')
 
 
-def convert_openmmlab_dalle(checkpoint: Mapping[str, Any]) -> StateDict:
-    """Convert OpenMMLab's ``dalle_encoder.pth`` (mmpretrain ``'DALL-E'``).
+# ------------------------------------------------------- OpenAI's DALL-E pickle
+# The globals in OpenAI's pickled encoder.pkl besides the ones torch's
+# weights-only unpickler allows anyway (tensors, OrderedDict, torch.device).
+_PICKLED_MODULE_GLOBALS = (
+    'dall_e.encoder.Encoder',
+    'dall_e.encoder.EncoderBlock',
+    'dall_e.utils.Conv2d',
+    'torch.nn.modules.activation.ReLU',
+    'torch.nn.modules.container.Sequential',
+    'torch.nn.modules.linear.Identity',
+    'torch.nn.modules.pooling.MaxPool2d',
+)
 
-    Accepts the bare state dict, a ``{'state_dict': ...}`` wrapper, and whole
-    mmpretrain BEiT/CAE checkpoints (only ``target_generator.*`` is kept).
 
-    Args:
-        checkpoint: the loaded file.
+class _PickledModule:
+    """Stands in for every module class of a pickled ``nn.Module``.
 
-    Returns:
-        An ordered dict with mmbeit's keys.
+    The weights-only unpickler builds it from plain data (no code of the
+    original class runs); we only read ``_parameters`` and ``_modules``.
     """
-    return convert_dall_e(_unwrap(checkpoint))
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
-def _unwrap(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
-    """The encoder's own keys: no wrapper, no ``module.``, no algorithm."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    state_dict = {
-        (k[len('module.'):] if k.startswith('module.') else k): v
-        for k, v in state_dict.items()
-    }
-    if any(k.startswith('target_generator.') for k in state_dict):
-        state_dict = {
-            k[len('target_generator.'):]: v
-            for k, v in state_dict.items() if k.startswith('target_generator.')
-        }
-    return state_dict
+def _module_tensors(module: _PickledModule, prefix: str = '') -> StateDict:
+    out: StateDict = OrderedDict()
+    for name, value in module.__dict__.get('_parameters', {}).items():
+        if value is not None:
+            out[prefix + name] = value.detach()
+    for name, value in module.__dict__.get('_buffers', {}).items():
+        if value is not None:
+            out[prefix + name] = value
+    for name, child in module.__dict__.get('_modules', {}).items():
+        out.update(_module_tensors(child, f'{prefix}{name}.'))
+    return out
 
 
-def detect_dalle_format(checkpoint: Mapping[str, Any]) -> str:
-    """Say which layout the encoder's keys of a loaded checkpoint have.
+def load_openai_dall_e_pickle(path: str) -> StateDict:
+    """Read OpenAI's pickled ``dall_e.Encoder`` (``encoder.pkl``) safely.
 
-    Wrappers (``{'state_dict': ...}``, ``module.``, a whole pretraining
-    checkpoint's ``target_generator.``) are looked through.
+    ``torch.load(weights_only=True)`` refuses the file because it pickles
+    module objects. We map exactly the module classes it contains to an inert
+    stand-in, so nothing from the file runs and ``dall_e`` is not needed.
 
     Returns:
-        ``'mmbeit'`` (``stem.weight``, ...) or ``'dall_e'`` (OpenAI's keys,
-        which OpenMMLab's ``dalle_encoder.pth`` shares).
+        The encoder's state dict in OpenAI's layout (``blocks.input.w``, ...).
 
     Raises:
-        ValueError: neither; the message lists a few of its keys.
+        ValueError: the file needs a global outside the known module classes.
     """
-    keys = list(_unwrap(checkpoint).keys())
-    if keys and all(_OURS.match(k) for k in keys):
-        return 'mmbeit'
-    if keys and all(k.startswith('blocks.') for k in keys):
-        return 'dall_e'
-    raise ValueError('Not a DALL-E encoder checkpoint: expected mmbeit keys '
-                     "('stem.weight', 'stages.0.0.conv1.weight', ...) or the keys of "
-                     "OpenAI's dall_e.Encoder / OpenMMLab's dalle_encoder.pth "
-                     f"('blocks.input.w', ...); got keys {keys[:5]}")
+    try:
+        unknown = set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - set(
+            _PICKLED_MODULE_GLOBALS)
+    except Exception:  # not a zip checkpoint: let torch.load decide
+        unknown = set()
+    if unknown:
+        raise ValueError(f'{path}: refusing to unpickle globals {sorted(unknown)}; an OpenAI '
+                         f'dall_e encoder pickle only needs {list(_PICKLED_MODULE_GLOBALS)}')
+    with torch.serialization.safe_globals([(_PickledModule, name)
+                                           for name in _PICKLED_MODULE_GLOBALS]):
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(obj, _PickledModule):
+        return _module_tensors(obj)
+    if isinstance(obj, Mapping):
+        return OrderedDict(obj)
+    raise ValueError(f'{path}: expected a pickled dall_e.Encoder or a state dict, '
+                     f'got {type(obj).__name__}')
 
 
-def convert_dalle_checkpoint(checkpoint: Any) -> StateDict:
-    """Turn any supported DALL-E encoder checkpoint into mmbeit's layout.
-
-    Args:
-        checkpoint: a loaded checkpoint in any layout that
-            :func:`detect_dalle_format` accepts, or an ``nn.Module`` (OpenAI's
-            ``dall_e.Encoder`` or mmpretrain's ``DALLEEncoder``).
-    """
-    if isinstance(checkpoint, torch.nn.Module):
-        checkpoint = checkpoint.state_dict()
-    if detect_dalle_format(checkpoint) == 'mmbeit':
-        return OrderedDict(_unwrap(checkpoint))
-    return convert_openmmlab_dalle(checkpoint)
+def is_pickled_module(path: str) -> bool:
+    """Whether a local checkpoint pickles module objects (OpenAI's format)."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        return False
+    return any(name in _PICKLED_MODULE_GLOBALS for name in names)
 
 
-def load_dalle_checkpoint_file(path_or_url: str) -> Any:
-    """Load a DALL-E encoder checkpoint file without running code from it.
-
-    Goes through mmbeit's one reading path
-    (:func:`mmbeit.converters.read.read_checkpoint`): URLs are downloaded
-    once into mmbeit's cache, OpenAI's pickled ``encoder.pkl`` is read by
-    :func:`load_openai_dall_e_pickle`, anything else by the safe loader.
-
-    Returns:
-        The loaded object; pass it to :func:`convert_dalle_checkpoint`.
-    """
-    return read_checkpoint(path_or_url)
+def read(path: str, map_location: Any = 'cpu') -> Optional[StateDict]:
+    """The format's reading quirk for :func:`mmbeit.converters.read.read_checkpoint`: the
+    state dict of OpenAI's pickled ``encoder.pkl``, or None when ``path`` is not one."""
+    if osp.isfile(path) and is_pickled_module(path):
+        return load_openai_dall_e_pickle(path)
+    return None

@@ -1,12 +1,14 @@
 """Stage 2 of loading, *detect*: which format a state dict is in.
 
-Every format is a module with ``NAME``, its rule tables, ``matches(state_dict,
-wrapper) -> bool`` and ``convert(state_dict) -> canonical`` (:mod:`.layout`).
-They are tried in :data:`FORMATS` order; the first that matches wins.
+Every format is one module (listed in :data:`MODULES`) with ``NAME``,
+``DESCRIPTION``, ``PRIORITY``, its rule tables, ``matches(state_dict, wrapper)
+-> bool`` and ``convert(state_dict) -> canonical`` (:mod:`.layout`), and its
+reading quirks and export where it has them. They are tried in :data:`FORMATS`
+order (by ``PRIORITY``); the first that matches wins.
 """
 from collections import OrderedDict
 from types import ModuleType
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -15,43 +17,21 @@ from .read import unwrap_checkpoint
 from .rules import first_keys
 
 __all__ = [
-    'FORMATS', 'FORMAT_DESCRIPTIONS', 'FORMAT_MODULES', 'detect_format', 'detect_state_dict_format',
-    'check_format', 'format_module', 'unknown_format_error'
+    'MODULES', 'FORMATS', 'FORMAT_DESCRIPTIONS', 'FORMAT_MODULES', 'detect_format',
+    'detect_state_dict_format', 'check_format', 'format_module', 'unknown_format_error'
 ]
 
-# name -> converter module, in detection order (transformers' and mmbeit's own keys are
-# the most specific; mmseg before mmpretrain, unilm before timm: they share names)
-FORMAT_MODULES: 'OrderedDict[str, ModuleType]' = OrderedDict([
-    ('transformers', transformers),
-    ('mmbeit', native),
-    ('mmseg', mmseg),
-    ('mmpretrain', mmpretrain),
-    ('unilm', unilm),
-    ('timm', timm),
-    ('dalle', dalle),
-])
+# Every format module, in no particular order: each declares NAME, DESCRIPTION and its
+# detection PRIORITY (lowest tried first; the most specific key names first: transformers'
+# and mmbeit's own, mmseg before mmpretrain and unilm before timm, as they share names).
+MODULES: Tuple[ModuleType, ...] = (dalle, mmpretrain, mmseg, native, timm, transformers, unilm)
+
+#: name -> converter module, in detection order
+FORMAT_MODULES: 'OrderedDict[str, ModuleType]' = OrderedDict(
+    (m.NAME, m) for m in sorted(MODULES, key=lambda m: m.PRIORITY))
 FORMATS = tuple(FORMAT_MODULES)
-FORMAT_DESCRIPTIONS = {
-    'mmbeit':
-    "mmbeit's own (backbone.layers.0.attn.qkv.weight, ...)",
-    'unilm':
-    'microsoft/unilm BEiT, pretrained or fine-tuned (blocks.0.attn.qkv.weight in '
-    '{"model": ...})',
-    'timm':
-    "timm's beit_* (blocks.0.attn.qkv.weight, gamma_1, head)",
-    'transformers':
-    'Hugging Face BeitModel / BeitFor* (beit.encoder.layer.0.attention.attention.'
-    'query...), .bin, .safetensors or a model folder',
-    'mmpretrain':
-    'mmpretrain / mmselfsup 1.x (backbone.layers.0.ffn.layers.0.0.weight, head.fc, '
-    'head.cls_head)',
-    'mmseg':
-    'mmsegmentation 1.x UperNet-BEiT or beit2mmseg.py output (neck.upsample_4x, '
-    'decode_head)',
-    'dalle':
-    "the DALL-E tokenizer: OpenAI dall_e.Encoder or OpenMMLab's dalle_encoder.pth "
-    '(blocks.input.w)',
-}
+#: name -> what its checkpoints look like (for errors and docs)
+FORMAT_DESCRIPTIONS: Dict[str, str] = {name: m.DESCRIPTION for name, m in FORMAT_MODULES.items()}
 
 
 def format_module(fmt: str) -> ModuleType:

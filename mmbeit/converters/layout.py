@@ -8,18 +8,26 @@ with a role prefix:
                     ``layers.{i}.attn.qkv.weight``, ``rel_pos_bias.table``, ...)
 ``cls_head.``       the linear classifier (``fc.weight``, ``fc.bias``)
 ``mim_head.``       the masked-image-modeling head: a linear layer to the codebook
+``head.``           a head whose task the checkpoint does not say (mmbeit's own
+                    ``head.*`` without a tokenizer): the target's head, either kind
+``mim_neck.``       BEiT v2's patch-aggregation neck (``layers.{0,1}.*``, ``norm.*``)
 ``neck.``           the segmentation neck (mmseg's ``Feature2Pyramid``:
                     ``upsample_4x.{0,1,3}``, ``upsample_2x.0``)
 ``decode_head.``    mmseg's ``UPerHead``
 ``auxiliary_head.`` mmseg's ``FCNHead``
-``target_generator.`` the DALL-E tokenizer (mmbeit's ``DALLEEncoder`` keys)
+``target_generator.`` the tokenizer: mmbeit's ``DALLEEncoder`` (``stem.*``,
+                    ``stages.*``, ``head.*``) or ``VQKD`` (``encoder.*``,
+                    ``encode_task_layer.*``, ``quantize.*``) keys
 ==================  ==========================================================
 
 A *target* says which roles a model holds and under which prefix
 (:data:`TARGET_LAYOUTS`): mmpretrain's ``ImageClassifier`` keeps the classifier
 under ``head.`` (``head.fc.weight``), mmbeit's ``BEiTPretrain`` keeps the
-masked-image-modeling head under ``head.`` too, mmseg's ``EncoderDecoder`` has
-``neck.``, ``decode_head.``, ``auxiliary_head.``.
+masked-image-modeling head under ``head.`` too (and BEiT v2's neck under
+``neck.``), mmseg's ``EncoderDecoder`` has ``neck.``, ``decode_head.``,
+``auxiliary_head.``. A model is a pretraining one when it has a tokenizer
+(``target_generator.``), whatever else it has (a mask token does not make one:
+transformers' classifiers may have it).
 """
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Tuple
@@ -28,11 +36,11 @@ import torch
 
 __all__ = [
     'ROLES', 'TARGETS', 'TARGET_LAYOUTS', 'MIM_HEAD_LINEAR', 'ROLE_NAMES', 'default_target',
-    'assemble', 'infer_target', 'split_roles'
+    'assemble', 'infer_target', 'is_tokenizer', 'split_roles'
 ]
 
-ROLES = ('backbone.', 'cls_head.', 'mim_head.', 'neck.', 'decode_head.', 'auxiliary_head.',
-         'target_generator.')
+ROLES = ('backbone.', 'cls_head.', 'mim_head.', 'head.', 'mim_neck.', 'neck.', 'decode_head.',
+         'auxiliary_head.', 'target_generator.')
 
 # The masked-image-modeling head's linear layer inside mmbeit's BEiTPretrain head
 # (mmbeit/models/heads/beit_mim_head.py): ``head.<MIM_HEAD_LINEAR>.weight``.
@@ -42,10 +50,12 @@ ROLE_NAMES = {
     'backbone.': 'BEiT backbone',
     'cls_head.': 'classification head',
     'mim_head.': 'masked-image-modeling head',
+    'head.': 'head (classifier or masked-image-modeling)',
+    'mim_neck.': 'BEiT v2 patch-aggregation neck',
     'neck.': 'segmentation neck',
     'decode_head.': 'decode head (UPerHead)',
     'auxiliary_head.': 'auxiliary head (FCNHead)',
-    'target_generator.': 'DALL-E tokenizer',
+    'target_generator.': 'tokenizer',
 }
 
 # target -> {role prefix: prefix in the target model's state dict}
@@ -55,6 +65,7 @@ TARGET_LAYOUTS: Dict[str, Dict[str, str]] = {
     },
     'classifier': {
         'backbone.': 'backbone.',
+        'head.': 'head.',
         'cls_head.': 'head.'
     },
     'segmentor': {
@@ -65,7 +76,9 @@ TARGET_LAYOUTS: Dict[str, Dict[str, str]] = {
     },
     'pretrain': {
         'backbone.': 'backbone.',
+        'head.': 'head.',
         'mim_head.': 'head.',
+        'mim_neck.': 'neck.',
         'target_generator.': 'target_generator.'
     },
     'target_generator': {
@@ -112,14 +125,22 @@ def infer_target(model_keys: Iterable[str]) -> str:
     keys = list(model_keys)
     if any(k.startswith('decode_head.') for k in keys):
         return 'segmentor'
-    if any(k.startswith('target_generator.') for k in keys) or 'backbone.mask_token' in keys:
+    if any(k.startswith('target_generator.') for k in keys):
         return 'pretrain'
     if any(k.startswith('backbone.') for k in keys):
         return 'classifier'
-    if keys and any(k.startswith('stem.')
-                    for k in keys) and any(k.startswith('stages.') for k in keys):
+    if is_tokenizer(keys):
         return 'target_generator'
     return 'backbone'
+
+
+def is_tokenizer(keys: Iterable[str]) -> bool:
+    """Whether a model's state dict keys are a bare tokenizer's: mmbeit's ``DALLEEncoder``
+    (``stem.*``, ``stages.*``) or ``VQKD`` (``encoder.*``, ``quantize.*``)."""
+    keys = set(keys)
+    dalle = any(k.startswith('stem.') for k in keys) and any(k.startswith('stages.') for k in keys)
+    vqkd = 'quantize.embedding.weight' in keys and any(k.startswith('encoder.') for k in keys)
+    return dalle or vqkd
 
 
 def default_target(canonical: Mapping[str, torch.Tensor]) -> str:
@@ -127,9 +148,9 @@ def default_target(canonical: Mapping[str, torch.Tensor]) -> str:
     roles = set(split_roles(canonical))
     if roles & {'neck.', 'decode_head.', 'auxiliary_head.'}:
         return 'segmentor'
-    if roles & {'mim_head.'}:
+    if roles & {'mim_head.', 'mim_neck.'}:
         return 'pretrain'
-    if 'cls_head.' in roles:
+    if roles & {'cls_head.', 'head.'}:
         return 'classifier'
     if roles == {'target_generator.'}:
         return 'target_generator'

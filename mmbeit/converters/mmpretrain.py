@@ -26,6 +26,10 @@ from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, add_prefix, apply_rules, prefix_rules, strip_prefix
 
 NAME = 'mmpretrain'
+DESCRIPTION = ('mmpretrain / mmselfsup 1.x (backbone.layers.0.ffn.layers.0.0.weight, head.fc, '
+               'head.cls_head)')
+# detection order (lowest first): after mmseg, which tells its own files apart
+PRIORITY = 40
 
 # OpenMMLab BEiT backbone keys (no prefix) -> mmbeit BEiT keys
 BACKBONE_RULES: List[Rule] = [

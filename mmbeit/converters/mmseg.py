@@ -23,6 +23,10 @@ from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, apply_rules, prefix_rules
 
 NAME = 'mmseg'
+DESCRIPTION = ('mmsegmentation 1.x UperNet-BEiT or beit2mmseg.py output (neck.upsample_4x, '
+               'decode_head)')
+# detection order (lowest first): before mmpretrain: both have OpenMMLab's names
+PRIORITY = 30
 
 # what beit2mmseg.py leaves in unilm's names
 BEIT2MMSEG_RULES: List[Rule] = [

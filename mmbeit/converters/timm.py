@@ -13,6 +13,9 @@ from . import unilm
 from .rules import StateDict
 
 NAME = 'timm'
+DESCRIPTION = "timm's beit_* (blocks.0.attn.qkv.weight, gamma_1, head)"
+# detection order (lowest first): after unilm: what has unilm's names but is not a unilm file
+PRIORITY = 60
 RULES = unilm.RULES
 
 

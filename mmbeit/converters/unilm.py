@@ -27,6 +27,10 @@ from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, apply_rules, prefix_rules
 
 NAME = 'unilm'
+DESCRIPTION = ('microsoft/unilm BEiT, pretrained or fine-tuned (blocks.0.attn.qkv.weight in '
+               '{"model": ...})')
+# detection order (lowest first): before timm: both have unilm's names; unilm's files are wrapped
+PRIORITY = 50
 
 # keys of timm/unilm's VisionTransformer (no prefix) -> mmbeit BEiT keys
 BACKBONE_RULES: List[Rule] = [

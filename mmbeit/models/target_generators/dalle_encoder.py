@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
-from mmbeit.converters.dalle import (convert_dall_e, convert_dalle_checkpoint,
-                                     load_dalle_checkpoint_file)
+from mmbeit.converters.convert import convert_checkpoint
+from mmbeit.converters.hooks import register_conversion_hook
+from mmbeit.converters.read import read_checkpoint
 from mmbeit.registry import MODELS
 
 __all__ = ['DALLEEncoder', 'DALLEEncoderBlock', 'map_pixels']
@@ -156,6 +157,10 @@ class DALLEEncoder(BaseModule):
         self.reset_parameters()
         # The checkpoint that init_weights() still has to load.
         self._pending_checkpoint = checkpoint
+        # every load_state_dict (a parent's, mmengine's load_checkpoint, ...) converts any
+        # DALL-E layout (OpenAI's, OpenMMLab's) and fits it completely, then marks it loaded
+        register_conversion_hook(self, target='target_generator')
+        self.register_load_state_dict_pre_hook(_mark_loaded)
         # (key of the fp32 weights it was cast from, fast_dtype stem + stages)
         self._fast_cache: Optional[Tuple[tuple, nn.Module]] = None
 
@@ -190,26 +195,12 @@ class DALLEEncoder(BaseModule):
     def load_weights(self, checkpoint: Union[str, Mapping[str, Any], nn.Module]) -> None:
         """Load weights strictly from a file, URL, state dict or module.
 
-        Any layout of :func:`mmbeit.converters.dalle.detect_dalle_format`
-        works; missing or unexpected keys raise.
+        Any DALL-E layout the converters read (OpenAI's ``encoder.pkl`` or state dict,
+        OpenMMLab's ``dalle_encoder.pth``, a whole pretraining checkpoint's
+        ``target_generator.*``, ours) works; missing or unexpected keys raise.
         """
-        if isinstance(checkpoint, str):
-            checkpoint = load_dalle_checkpoint_file(checkpoint)
-        self.load_state_dict(convert_dalle_checkpoint(checkpoint), strict=True)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        # Every loading path (a parent's load_state_dict, mmengine's
-        # load_checkpoint, ...) accepts OpenAI's / OpenMMLab's keys too.
-        own = [k for k in state_dict if k.startswith(prefix)]
-        if own and all(k[len(prefix):].startswith('blocks.') for k in own):
-            converted = convert_dall_e({k[len(prefix):]: state_dict.pop(k) for k in own})
-            state_dict.update({prefix + k: v for k, v in converted.items()})
-        head = state_dict.get(prefix + 'head.weight')
-        # A parent's load that only hands back this module's own tensors (a checkpoint
-        # without a tokenizer: the converters' fit stage keeps its init) loads nothing.
-        if head is not None and head.data_ptr() != self.head.weight.data_ptr():
-            self._pending_checkpoint = None
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        checkpoint = read_checkpoint(checkpoint)  # a path or URL is read safely
+        self.load_state_dict(convert_checkpoint(checkpoint, target='target_generator'), strict=True)
 
     def train(self, mode: bool = True) -> 'DALLEEncoder':
         """Stay in eval mode whatever the parent asks."""
@@ -296,6 +287,15 @@ class DALLEEncoder(BaseModule):
     def extra_repr(self) -> str:
         return (f'vocab_size={self.vocab_size}, fast={self.fast}, '
                 f'fast_dtype={self.fast_dtype!r}, checkpoint={self.checkpoint!r}')
+
+
+def _mark_loaded(module: DALLEEncoder, state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook (after the conversion hook): weights that are not the
+    module's own tensors handed back (a checkpoint without a tokenizer: the fit stage
+    keeps its init) settle its pending ``checkpoint``."""
+    head = state_dict.get(prefix + 'head.weight')
+    if head is not None and head.data_ptr() != module.head.weight.data_ptr():
+        module._pending_checkpoint = None
 
 
 @contextlib.contextmanager

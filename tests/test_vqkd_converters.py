@@ -238,6 +238,17 @@ def test_the_dropped_parts_are_named_in_the_log(unilm_file):
         assert part in text, text
 
 
+def test_load_state_dict_of_a_trained_checkpoint_satisfies_a_pending_checkpoint(tmp_path):
+    model = _trainer()
+    with torch.no_grad():
+        model.tokenizer.quantize.embedding.initted.fill_(1.)
+    tok = _tokenizer(checkpoint='elsewhere.pth')
+    with pytest.raises(RuntimeError, match='not loaded yet'):
+        tok(_img())
+    tok.load_state_dict({'state_dict': model.state_dict()})  # VQKDTrainer's keys, wrapped
+    assert tok(_img()).shape == (2, GRID * GRID)
+
+
 def test_a_partial_tokenizer_file_fails_naming_keys(unilm_file, tmp_path):
     _, _, path = unilm_file
     sd = torch.load(path, weights_only=True)['model']

@@ -146,11 +146,15 @@ class VQKD(BaseModule):
         self._pending_checkpoint = None
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        # any load that brings a codebook (a parent's load_state_dict, mmengine's
-        # load_checkpoint) satisfies the pending checkpoint
-        if prefix + 'quantize.embedding.weight' in state_dict:
-            self._pending_checkpoint = None
+        # runs the conversion hook first: the keys are ours afterwards
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # any load that brings a codebook (a parent's load_state_dict, mmengine's
+        # load_checkpoint) satisfies the pending checkpoint; a parent's load that hands back
+        # this module's own tensors (a checkpoint without a tokenizer) loads nothing
+        codebook = state_dict.get(prefix + 'quantize.embedding.weight')
+        own = self.quantize.embedding.weight
+        if codebook is not None and codebook.data_ptr() != own.data_ptr():
+            self._pending_checkpoint = None
 
     def train(self, mode: bool = True) -> 'VQKD':
         """A frozen tokenizer stays in eval mode whatever the parent asks."""

@@ -35,6 +35,9 @@ def _shrink(node, parent_key: str = ''):
     if not isinstance(node, dict):
         return
     typ = str(node.get('type', ''))
+    if typ.endswith('VQKDTrainer'):
+        _shrink_vqkd(node)
+        return
     if typ.endswith('BEiT') and 'arch' in node or typ == 'mmbeit.BEiT':
         node['arch'] = 'tiny'
         node['img_size'] = IMG
@@ -71,6 +74,26 @@ def _shrink(node, parent_key: str = ''):
             _shrink(value, key)
 
 
+def _shrink_vqkd(node: dict) -> None:
+    """VQ-KD: tiny encoder and decoder, a small codebook, a tiny random teacher on the same grid."""
+    tok = node['tokenizer']
+    tok.update(num_embed=64, embed_dims=8)
+    tok.pop('init_cfg', None)
+    tok.pop('checkpoint', None)
+    encoder = tok.setdefault('encoder', {})
+    encoder.update(arch='tiny', img_size=IMG)
+    patch = encoder.get('patch_size', 16)
+    node['decoder'] = dict(
+        node.get('decoder') or {},
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64))
+    teacher = node['teacher']
+    teacher.pop('checkpoint', None)
+    kwargs = dict(patch_size=patch, embed_dim=32, depth=1, num_heads=2)
+    if teacher.get('kind', 'clip') == 'clip':
+        kwargs['num_classes'] = 16
+    teacher.update(img_size=IMG, model_kwargs=kwargs, init_seed=0)
+
+
 def _to_plain(cfg):
     return cfg.to_dict() if isinstance(cfg, ConfigDict) else cfg
 
@@ -104,6 +127,8 @@ def _fake_batch(model_type: str, cfg: Config, batch: int = 2):
             mask.view(-1)[torch.randperm(mask.numel(), generator=g)[:grid * grid // 3]] = True
             samples.append(DataSample().set_mask(mask))
         return dict(inputs=[list(inputs), list(second)], data_samples=samples)
+    if model_type.endswith('VQKDTrainer'):
+        return dict(inputs=list(inputs), data_samples=None)
     raise NotImplementedError(f'test_configs has no fake batch for model type {model_type!r}')
 
 

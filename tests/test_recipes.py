@@ -197,6 +197,31 @@ _FT_V2_BASE = dict(
     mean=IMAGENET_MEAN)
 _SAMPLE = 'tiny sample config: trains on 2 CPU cores in minutes on the bundled sample data'
 
+# unilm beit2/TOKENIZER.md (8 V100 x 64) and run_vqkd_training.py: --lr 5e-5 scaled by the
+# total batch / 128 = 2e-4, warmup_lr 1e-6, min_lr 1e-5, --opt_betas 0.9 0.99, --weight_decay
+# 1e-4, no clip_grad, 100 epochs, 10 warmup, amp; --min_crop_scale 0.08; process_type
+# default ([-1, 1]); CLIP ViT-B/16 teacher, 8192 x 32 codebook, 3-layer decoder
+_VQKD = dict(
+    kind='vqkd',
+    arch='base',
+    lr=2e-4,
+    total_batch=512,
+    betas=(0.9, 0.99),
+    wd=1e-4,
+    clip=None,
+    epochs=100,
+    warmup=('epoch', 10),
+    warmup_start=1e-6 / 2e-4,
+    min_lr=1e-5,
+    decay='cosine',
+    amp=True,
+    mean=HALF_MEAN,
+    crop_scale=(0.08, 1.0),
+    codebook=(8192, 32),
+    decoder_depth=3,
+    teacher=('clip', 'https://huggingface.co/timm/vit_base_patch16_clip_quickgelu_224.openai/'
+             'resolve/main/model.safetensors'))
+
 RECIPES: Dict[str, Dict[str, Any]] = {
     # ------------------------------------------------ masked image modeling
     'beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py':
@@ -257,6 +282,29 @@ RECIPES: Dict[str, Dict[str, Any]] = {
             mask=((24, 4, 8), '64-pixel images = 8x8 patches: 3/8 of them, blocks >= 4'),
             views=((64, 64), '64-pixel images; the tiny tokenizer sees them whole'),
             mean=(HALF_MEAN, 'as the sample fine-tuning configs normalize'))),
+    # ------------------------------------------------ VQ-KD tokenizer (BEiT v2)
+    'vqkd/vqkd_vit-base-p16_8xb64-amp-coslr-100e_in1k.py':
+    dict(
+        _VQKD,
+        source='unilm beit2/TOKENIZER.md (vqkd_encoder_base_decoder_3x768x12_clip) '
+        'and run_vqkd_training.py defaults'),
+    'vqkd/vqkd_vit-tiny-p8_1xb32-4e_sample.py':
+    dict(
+        _VQKD,
+        source='the ImageNet VQ-KD recipe scaled down',
+        deviations=dict(
+            arch=('tiny', _SAMPLE),
+            codebook=((128, 16), _SAMPLE + ': a small codebook for 32000 patches'),
+            decoder_depth=(1, _SAMPLE),
+            teacher=(('clip', None), 'no teacher weights can be downloaded here: a tiny '
+                     'random fixed-seed CLIP-like ViT'),
+            total_batch=(32, _SAMPLE),
+            lr=(1e-3, _SAMPLE + ': few steps'),
+            amp=(False, 'CPU: float32'),
+            epochs=(4, _SAMPLE),
+            warmup=(('epoch', 1), _SAMPLE),
+            warmup_start=(1e-2, _SAMPLE),
+            crop_scale=((0.35, 1.0), '64-pixel drawn shapes: crops keep a shape in view'))),
     # ------------------------------------------------ ImageNet classification
     'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py':
     dict(
@@ -579,6 +627,8 @@ def _pipeline(cfg: Config, loader: str) -> List:
 
 
 def _backbone(cfg: Config) -> dict:
+    if cfg.model.type == 'mmbeit.VQKDTrainer':
+        return cfg.model.tokenizer.encoder  # the tokenizer's ViT
     return cfg.model.backbone
 
 
@@ -719,9 +769,6 @@ FACTS: Dict[str, Callable[[Config, str], Any]] = {
     lambda c, p: (lambda t: (t.size, t.second_size))
     (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
     # BEiT v2
-    'crop_scale':
-    lambda c, p: tuple(
-        _find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop').scale),
     'interp':
     lambda c, p: (lambda t: (t.interpolation, t.second_interpolation))
     (_find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')),
@@ -776,7 +823,24 @@ FACTS: Dict[str, Callable[[Config, str], Any]] = {
     lambda c, p: _test_cfg(c),
     'tta':
     lambda c, p: _tta(c),
+    # VQ-KD
+    'codebook':
+    lambda c, p: (c.model.tokenizer.num_embed, c.model.tokenizer.embed_dims),
+    'decoder_depth':
+    lambda c, p: c.model.decoder.arch.num_layers,
+    'teacher':
+    lambda c, p: (c.model.teacher.kind, c.model.teacher.get('checkpoint')),
+    'crop_scale':
+    lambda c, p: _crop_scale(c),
 }
+
+
+def _crop_scale(c: Config):
+    """The random crop's area range: the two-view crop's (MIM) or RandomResizedCrop's."""
+    two_view = _find(_pipeline(c, 'train_dataloader'), 'mmbeit.TwoViewRandomResizedCrop')
+    if two_view is not None:
+        return tuple(two_view.scale)
+    return tuple(_find(_pipeline(c, 'train_dataloader'), 'RandomResizedCrop').crop_ratio_range)
 
 
 def _uper_width(c: Config):
@@ -813,12 +877,16 @@ REQUIRED = {
         'cat_max_ratio', 'out_indices', 'channels', 'pool_scales', 'aux', 'decode_weight', 'test',
         'mean', 'amp'
     },
+    'vqkd': {
+        'arch', 'lr', 'total_batch', 'betas', 'wd', 'clip', 'epochs', 'warmup', 'warmup_start',
+        'min_lr', 'decay', 'amp', 'mean', 'crop_scale', 'codebook', 'decoder_depth', 'teacher'
+    },
     'seg_infer': {
         'arch', 'out_indices', 'channels', 'pool_scales', 'aux', 'crop', 'img_scale', 'test',
         'mean', 'drop_path'
     },
 }
-TRAINING_KINDS = {'mim', 'mim2', 'cls', 'linear', 'seg'}
+TRAINING_KINDS = {'mim', 'mim2', 'cls', 'linear', 'seg', 'vqkd'}
 ROW_KEYS = {'kind', 'source', 'deviations'}
 
 

@@ -48,20 +48,10 @@ def _mmpretrain_vqkd(arch, img_size, patch_size, num_embed, embed_dims, seed=0):
     return ref.eval()
 
 
-def convert_mmpretrain_vqkd(state_dict):
-    """mmpretrain VQKD keys -> ours (moves to mmbeit.converters once they have a VQ-KD module)."""
-    from mmbeit.converters.mmpretrain import BACKBONE_RULES
-    from mmbeit.converters.rules import apply_rules, prefix_rules
-    rules = prefix_rules(BACKBONE_RULES, 'encoder.', 'encoder.') + [
-        (r'(encode_task_layer\.[02]\.(weight|bias))', r'\1'),
-        (r'(quantize\.(embedding\.weight|embedding\.initted|cluster_size))', r'\1'),
-    ]
-    return apply_rules(state_dict, rules, 'mmpretrain')
-
-
 def _ours(ref, encoder, num_embed, embed_dims):
+    from mmbeit.converters.vqkd import convert_tokenizer
     ours = VQKD(encoder=encoder, num_embed=num_embed, embed_dims=embed_dims)
-    ours.load_state_dict(convert_mmpretrain_vqkd(ref.state_dict()), strict=True)
+    ours.load_state_dict(convert_tokenizer(ref.state_dict()), strict=True)
     return ours
 
 

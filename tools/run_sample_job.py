@@ -3,7 +3,8 @@
 MIM pretraining of a tiny BEiT -> classification and segmentation fine-tuning
 from its checkpoint -> tools/test.py on both (segmentation: whole, slide and
 multi-scale + flip) -> inference_model on a sample image -> a segmentation
-overlay PNG -> a summary table.
+overlay PNG -> a summary table. Next to them, a tiny VQ-KD tokenizer (BEiT v2's)
+is trained on the same images and its code usage measured.
 
     python tools/run_sample_job.py [--work-dir work_dirs/sample_job] [--data data/sample]
 """
@@ -21,6 +22,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MIM_CFG = 'configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py'
 CLS_CFG = 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py'
 SEG_CFG = 'configs/upernet_beit/upernet_beit-tiny_1xb8-500_sample-64x64.py'
+VQKD_CFG = 'configs/vqkd/vqkd_vit-tiny-p8_1xb32-4e_sample.py'
 
 
 def run_tool(args: List[str], log: str) -> float:
@@ -90,6 +92,27 @@ def token_baseline(config: str, checkpoint: str, image_dir: str, size: int) -> t
     return 100 * p.max().item(), -(p * p.log()).sum().item()
 
 
+def vqkd_code_usage(config: str, checkpoint: str, image_dir: str) -> tuple:
+    """Codes the trained VQ-KD tokenizer (loaded from the training checkpoint into
+    ``mmbeit.VQKD``) uses over the training images: (in use, codebook size, perplexity)."""
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+    from PIL import Image
+
+    from mmbeit.converters import load_pretrained
+    from mmbeit.registry import MODELS
+    tok = MODELS.build(Config.fromfile(config).model.tokenizer.to_dict())
+    load_pretrained(tok, checkpoint)
+    files = sorted(glob.glob(osp.join(image_dir, '*', '*')))
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert('RGB')) for f in files]))
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1  # [-1, 1], as the config's preprocessor
+    ids = torch.cat([tok(x[i:i + 100]) for i in range(0, len(x), 100)]).flatten()
+    counts = torch.bincount(ids, minlength=tok.vocab_size).float()
+    p = counts[counts > 0] / counts.sum()
+    return int((counts > 0).sum()), tok.vocab_size, torch.exp(-(p * p.log()).sum()).item()
+
+
 def test_metrics(work_dir: str) -> dict:
     with open(osp.join(work_dir, 'test_metrics.json')) as f:
         return json.load(f)
@@ -122,6 +145,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     top, entropy = token_baseline(MIM_CFG, mim_ckpt, osp.join(args.data, 'imagenet', 'train'), 64)
     rows.append(('MIM pretrain', sec, f'loss {l0:.3f} -> {l1:.3f} (token entropy {entropy:.2f}), '
                  f'masked acc {a0:.1f}% -> {a1:.1f}% (most frequent token {top:.1f}%)'))
+
+    print('[2b/7] VQ-KD tokenizer training (BEiT v2; tiny, random tiny teacher)', flush=True)
+    vqkd_dir = osp.join(wd, 'vqkd')
+    sec = run_tool(['tools/train.py', VQKD_CFG, '--work-dir', vqkd_dir], osp.join(wd, 'vqkd.log'))
+    l0, l1 = first_last(scalars(vqkd_dir), 'loss_rec')
+    used, size, ppl = vqkd_code_usage(VQKD_CFG, last_checkpoint(vqkd_dir),
+                                      osp.join(args.data, 'imagenet', 'train'))
+    rows.append(('VQ-KD tokenizer', sec, f'cosine loss {l0:.3f} -> {l1:.3f}, codes in use over '
+                 f'the training images {used}/{size} (perplexity {ppl:.1f})'))
 
     init = [
         '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',

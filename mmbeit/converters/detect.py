@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from . import dalle, mmpretrain, mmseg, native, timm, transformers, unilm
+from . import dalle, mmpretrain, mmseg, native, timm, transformers, unilm, vqkd
 from .read import unwrap_checkpoint
 from .rules import first_keys
 
@@ -24,7 +24,8 @@ __all__ = [
 # Every format module, in no particular order: each declares NAME, DESCRIPTION and its
 # detection PRIORITY (lowest tried first; the most specific key names first: transformers'
 # and mmbeit's own, mmseg before mmpretrain and unilm before timm, as they share names).
-MODULES: Tuple[ModuleType, ...] = (dalle, mmpretrain, mmseg, native, timm, transformers, unilm)
+MODULES: Tuple[ModuleType,
+               ...] = (dalle, mmpretrain, mmseg, native, timm, transformers, unilm, vqkd)
 
 #: name -> converter module, in detection order
 FORMAT_MODULES: 'OrderedDict[str, ModuleType]' = OrderedDict(

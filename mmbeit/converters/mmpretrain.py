@@ -74,6 +74,18 @@ MIM_NECK_RULES: List[Rule] = [
 
 RULES: List[Rule] = (
     prefix_rules(BACKBONE_RULES, 'backbone.', 'backbone.') + HEAD_RULES + MIM_NECK_RULES)
+
+# mmpretrain's VQKD (its BEiT v2 target generator; its NormEMAVectorQuantizer names are unilm's
+# too): the encoder in OpenMMLab's BEiT names, the task layer and the codebook. Defined here,
+# where the OpenMMLab names are, and used by :mod:`.vqkd` for bare VQ-KD files as well.
+QUANTIZE_RULES: List[Rule] = [
+    (r'quantize\.(embedding\.weight|embedding\.initted|cluster_size)', r'quantize.\1'),
+    # EmbeddingEMA's cluster_size / embed_avg: kept by unilm and mmpretrain, never read by the
+    # forward (the EMA updates embedding.weight and quantize.cluster_size)
+    (r'quantize\.embedding\.(cluster_size|embed_avg)', None),
+    (r'encode_task_layer\.([02])\.(weight|bias)', r'encode_task_layer.\1.\2'),
+]
+VQKD_RULES: List[Rule] = prefix_rules(BACKBONE_RULES, 'encoder.', 'encoder.') + QUANTIZE_RULES
 BARE_RULES: List[Rule] = prefix_rules(BACKBONE_RULES, '', 'backbone.')
 
 
@@ -96,13 +108,17 @@ def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
     return is_openmmlab_layout(state_dict)
 
 
-def convert_target_generator(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """``target_generator.*`` in OpenAI's DALL-E names -> ``target_generator.*`` in ours."""
+def convert_target_generator(state_dict: Mapping[str, torch.Tensor],
+                             fmt: str = NAME) -> StateDict:
+    """``target_generator.*`` of mmpretrain's BEiT (v1: OpenAI's DALL-E names; v2: its VQKD) ->
+    ``target_generator.*`` in ours (``DALLEEncoder`` / ``VQKD`` keys)."""
     part = strip_prefix(state_dict, 'target_generator.')
     if not part:
         return OrderedDict()
     if all(k.startswith('blocks.') for k in part):
         part = dalle.convert_dall_e(part)
+    elif 'quantize.embedding.weight' in part:
+        part = apply_rules(part, VQKD_RULES, fmt)
     return add_prefix(part, 'target_generator.')
 
 
@@ -114,5 +130,5 @@ def convert(state_dict: Mapping[str, torch.Tensor], fmt: str = NAME) -> StateDic
         out = apply_rules(rest, RULES, fmt)
     else:
         out = apply_rules(rest, BARE_RULES, fmt)
-    out.update(convert_target_generator(state_dict))
+    out.update(convert_target_generator(state_dict, fmt))
     return out

@@ -2,5 +2,6 @@
 roots of mmbeit's configs (mmpretrain's and mmseg's, with the loading pre-hook)."""
 from .beit_pretrain import BEiTPretrain
 from .roots import ROOTS, root_class
+from .vqkd_trainer import VQKDTrainer
 
 __all__ = ['BEiTPretrain', 'ROOTS', 'root_class']

@@ -19,7 +19,10 @@ eval mode and runs without gradient or autocast. The VQ-KD training model
 
 Keys: ``encoder.*`` (an :class:`mmbeit.BEiT`), ``encode_task_layer.{0,2}.*``,
 ``quantize.embedding.weight`` [K, D], ``quantize.embedding.initted``,
-``quantize.cluster_size``.
+``quantize.cluster_size``. Every loading door (``load_pretrained``, ``load_state_dict``,
+mmengine's ``load_checkpoint``, ``init_cfg=dict(type='Pretrained')``) also reads unilm's
+``vqkd_encoder_*.pth``, mmpretrain's VQKD and mmbeit's ``VQKDTrainer`` checkpoints
+(:mod:`mmbeit.converters.vqkd`).
 """
 import copy
 from typing import Any, Mapping, Optional, Tuple, Union
@@ -28,6 +31,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.layers.norm_ema_quantizer import NormEMAVectorQuantizer
 from mmbeit.registry import MODELS
 
@@ -122,6 +126,8 @@ class VQKD(BaseModule):
         self.checkpoint = checkpoint
         # the checkpoint that init_weights() still has to load
         self._pending_checkpoint = checkpoint
+        # every load_state_dict converts unilm's, mmpretrain's and VQKDTrainer's layouts
+        register_conversion_hook(self, target='target_generator')
         if frozen:
             self.requires_grad_(False)
             super().train(False)
@@ -140,11 +146,15 @@ class VQKD(BaseModule):
         self._pending_checkpoint = None
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        # any load that brings a codebook (a parent's load_state_dict, mmengine's
-        # load_checkpoint) satisfies the pending checkpoint
-        if prefix + 'quantize.embedding.weight' in state_dict:
-            self._pending_checkpoint = None
+        # runs the conversion hook first: the keys are ours afterwards
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # any load that brings a codebook (a parent's load_state_dict, mmengine's
+        # load_checkpoint) satisfies the pending checkpoint; a parent's load that hands back
+        # this module's own tensors (a checkpoint without a tokenizer) loads nothing
+        codebook = state_dict.get(prefix + 'quantize.embedding.weight')
+        own = self.quantize.embedding.weight
+        if codebook is not None and codebook.data_ptr() != own.data_ptr():
+            self._pending_checkpoint = None
 
     def train(self, mode: bool = True) -> 'VQKD':
         """A frozen tokenizer stays in eval mode whatever the parent asks."""

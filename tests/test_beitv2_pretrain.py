@@ -118,34 +118,9 @@ def ours(drop_path_rate: float = 0.) -> torch.nn.Module:
 
 
 def mmpretrain_to_ours(state_dict: dict) -> dict:
-    """Test-local stepping stone until the converters know the v2 keys."""
-    from mmbeit.converters.mmpretrain import BACKBONE_RULES, BARE_RULES
-    from mmbeit.converters.rules import apply_rules, prefix_rules
-    out = {}
-    backbone = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
-    for k, v in apply_rules(backbone, BARE_RULES, 'mmpretrain').items():
-        out[k] = v
-    for k, v in state_dict.items():
-        if k.startswith('neck.patch_aggregation.'):
-            i, rest = k[len('neck.patch_aggregation.'):].split('.', 1)
-            (new, value), = apply_rules({f'layers.{i}.{rest}': v}, BARE_RULES, 'mmpretrain').items()
-            out['neck.' + new[len('backbone.'):]] = value
-        elif k.startswith('neck.norm.'):
-            out[k] = v
-        elif k.startswith('head.cls_head.'):
-            out['head.fc.' + k.split('.')[-1]] = v
-    tokenizer = {
-        k[len('target_generator.'):]: v
-        for k, v in state_dict.items() if k.startswith('target_generator.')
-    }
-    rules = prefix_rules(BACKBONE_RULES, 'encoder.', 'encoder.') + [
-        (r'(encode_task_layer\.[02]\.(weight|bias))', r'\1'),
-        (r'(quantize\.(embedding\.weight|embedding\.initted|cluster_size))', r'\1'),
-        (r'quantize\.embedding\.(cluster_size|embed_avg)', None),  # EMA training state
-    ]
-    for k, v in apply_rules(tokenizer, rules, 'mmpretrain').items():
-        out['target_generator.' + k] = v
-    return out
+    """mmpretrain's v2 keys -> ours, by mmbeit's converters (the mmpretrain format module)."""
+    from mmbeit.converters import convert_checkpoint
+    return convert_checkpoint({'state_dict': state_dict}, target='pretrain')
 
 
 def batch(seed: int = 0, n: int = 2):
@@ -161,7 +136,9 @@ def batch(seed: int = 0, n: int = 2):
 def paired():
     ref = reference()
     model = ours()
-    model.load_state_dict(mmpretrain_to_ours(ref.state_dict()), strict=True)
+    converted = mmpretrain_to_ours(ref.state_dict())
+    assert set(converted) == set(model.state_dict())  # every key, nothing left over
+    model.load_state_dict(converted, strict=True)
     return ref, model
 
 

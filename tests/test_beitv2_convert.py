@@ -7,14 +7,15 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import randomize_
 from test_beitv2_pretrain import (ARCH, EARLY, EMBED, IMG, LAYERS, PATCH, TOL, VOCAB, batch, ours,
                                   reference)
 
 from mmbeit.converters import convert_checkpoint, detect_format, load_pretrained
+from helpers import randomize_
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-FT_CFG = osp.join(ROOT, 'configs', 'beitv2', 'benchmarks', 'beit-base-p16_8xb128-coslr-100e_in1k.py')
+FT_CFG = osp.join(ROOT, 'configs', 'beitv2', 'benchmarks',
+                  'beit-base-p16_8xb128-coslr-100e_in1k.py')
 
 
 @pytest.fixture
@@ -131,8 +132,13 @@ def unilm_v2(seed: int = 3):
         num_classes=0,
         global_pool='')
     cls_pt_layers = torch.nn.ModuleList([
-        Block(C, ARCH['num_heads'], qkv_bias=True, mlp_ratio=ARCH['feedforward_channels'] / C,
-              init_values=0.1, window_size=None) for _ in range(2)
+        Block(
+            C,
+            ARCH['num_heads'],
+            qkv_bias=True,
+            mlp_ratio=ARCH['feedforward_channels'] / C,
+            init_values=0.1,
+            window_size=None) for _ in range(2)
     ])
     parts = torch.nn.Module()
     parts.vit, parts.cls_pt_layers = vit, cls_pt_layers
@@ -164,8 +170,9 @@ def unilm_losses(parts, img, mask, target):
         x_cls_pt = blk(x_cls_pt, shared_rel_pos_bias=rel_pos_bias)
     x, x_cls_pt = vit.norm(x)[:, 1:], vit.norm(x_cls_pt)[:, 1:]
     labels = target[mask]
-    return (F.cross_entropy(parts.lm_head(x[mask]), labels).item(),
-            F.cross_entropy(parts.lm_head(x_cls_pt[mask]), labels).item())
+    return (F.cross_entropy(parts.lm_head(x[mask]),
+                            labels).item(), F.cross_entropy(parts.lm_head(x_cls_pt[mask]),
+                                                            labels).item())
 
 
 def test_unilm_keys_convert_to_the_canonical_roles():

@@ -108,8 +108,7 @@ def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
     return is_openmmlab_layout(state_dict)
 
 
-def convert_target_generator(state_dict: Mapping[str, torch.Tensor],
-                             fmt: str = NAME) -> StateDict:
+def convert_target_generator(state_dict: Mapping[str, torch.Tensor], fmt: str = NAME) -> StateDict:
     """``target_generator.*`` of mmpretrain's BEiT (v1: OpenAI's DALL-E names; v2: its VQKD) ->
     ``target_generator.*`` in ours (``DALLEEncoder`` / ``VQKD`` keys)."""
     part = strip_prefix(state_dict, 'target_generator.')

@@ -108,7 +108,12 @@ def test_mmpretrain_v2_backbone_starts_a_classifier(mmpretrain_file, logs):
     assert torch.equal(ours_backbone['patch_embed.proj.weight'],
                        state['backbone.patch_embed.projection.weight'])
     text = logs()
+    # kept at their initialization, by name: the new head, and fc_norm (mean pooling), which a
+    # pretrain never has (unilm's run_class_finetuning.py initializes it fresh too)
     assert 'head.* keeps its initialization' in text, text
+    assert 'backbone.fc_norm.* keeps its initialization' in text, text
+    for part in ('mim_neck.*', 'mim_head.*', 'target_generator.*'):
+        assert 'left out the checkpoint' in text and part in text, (part, text)
 
 
 # ------------------------------------------------------------------------ unilm
@@ -225,3 +230,30 @@ def test_own_v2_checkpoint_starts_a_segmentor(tmp_path, logs):
                        model.backbone.rel_pos_bias.table)
     text = logs()
     assert 'decode_head.* keeps its initialization' in text, text
+
+
+def test_unilm_v2_file_through_a_fine_tuning_configs_init_cfg(tmp_path):
+    """The 1600e fine-tuning config's door (``backbone.init_cfg``, ``prefix='backbone.'``) with
+    unilm's pretraining file: the backbone equals timm's (= unilm's) blocks, the shared table is
+    in every layer."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    parts, ckpt = unilm_v2()
+    path = str(tmp_path / 'beitv2_tiny_patch16_224_pt1k.pth')
+    torch.save(ckpt, path)
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'beitv2', 'benchmarks',
+                 'beit-base-p16_8xb128-amp-coslr-100e_in1k.py'))
+    cfg.model.backbone.update(arch='tiny', img_size=IMG, patch_size=PATCH)
+    cfg.model.backbone.init_cfg.checkpoint = path
+    cfg.model.head.update(in_channels=EMBED, num_classes=5)
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model.to_dict())
+    model.init_weights()
+    sd = ckpt['model']
+    for i in range(LAYERS):
+        layer = model.backbone.layers[i]
+        assert torch.equal(layer.attn.qkv.weight, sd[f'blocks.{i}.attn.qkv.weight'])
+        assert torch.equal(layer.gamma2, sd[f'blocks.{i}.gamma_2'])
+        assert torch.equal(layer.attn.rel_pos_bias.table,
+                           sd['rel_pos_bias.relative_position_bias_table'])

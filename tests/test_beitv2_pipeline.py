@@ -57,3 +57,34 @@ def test_config_pipeline_gives_two_identical_224_views_and_75_masked_patches():
     mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
     assert torch.allclose(img[0], (raw - mean) / std, atol=1e-5)
+
+
+def test_default_preprocessor_follows_the_tokenizer():
+    """Without a data_preprocessor, the tokenizer's view gets its tokenizer's range."""
+    import pytest
+    backbone = dict(type='BEiT', arch='tiny', img_size=64, out_type='raw', use_mask_token=True)
+    pixels = torch.tensor([0., 255.]).view(1, 1, 1, 2).expand(1, 3, 1, 2)
+    for tokenizer, expected in (
+        (dict(type='DALLEEncoder', n_hid=8, n_blk_per_group=1, vocab_size=16), (0.1, 0.9)),
+        (dict(
+            type='mmbeit.VQKD',
+            encoder=dict(arch='tiny', img_size=64),
+            num_embed=16,
+            kmeans_init=False), (-1., 1.)),
+    ):
+        model = MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=backbone,
+                head=dict(type='BEiTMIMHead'),
+                target_generator=tokenizer))
+        pre = model.data_preprocessor
+        out = (pixels - pre.second_mean) / pre.second_std
+        assert torch.allclose(out[0, 0, 0], torch.tensor(expected)), tokenizer['type']
+    with pytest.raises(ValueError, match='no default data_preprocessor'):
+        MODELS.build(
+            dict(
+                type='BEiTPretrain',
+                backbone=backbone,
+                head=dict(type='BEiTMIMHead'),
+                target_generator=dict(type='BEiTMIMHead', embed_dims=8)))

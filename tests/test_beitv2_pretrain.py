@@ -270,7 +270,8 @@ def test_tokenizer_contract_is_checked():
                 type='BEiTPretrain',
                 backbone=dict(type='BEiT', arch=dict(ARCH), out_type='raw', use_mask_token=True),
                 head=dict(type='BEiTMIMHead'),
-                target_generator=dict(type='BEiTMIMHead', embed_dims=8)))
+                target_generator=dict(type='BEiTMIMHead', embed_dims=8),  # no vocab_size
+                data_preprocessor=dict(type='TwoViewDataPreprocessor')))
 
 
 def test_train_step_logs_both_losses_and_accuracies():

@@ -29,9 +29,26 @@ from mmbeit.registry import MODELS
 
 __all__ = ['BEiTPretrain']
 
-# ImageNet normalisation for the backbone's view, DALL-E's map_pixels for
-# the tokenizer's (the defaults of TwoViewDataPreprocessor).
-DEFAULT_DATA_PREPROCESSOR = dict(type='mmbeit.TwoViewDataPreprocessor')
+# ImageNet normalisation for the backbone's view (TwoViewDataPreprocessor's default); the
+# tokenizer's view in the range its tokenizer reads, by tokenizer type (0..255 pixels)
+TOKENIZER_VIEWS = {
+    # DALL-E's map_pixels: x / 318.75 + 0.1 in [0.1, 0.9]
+    'DALLEEncoder': dict(second_mean=[-31.875] * 3, second_std=[318.75] * 3),
+    # VQ-KD's [-1, 1] (unilm modeling_vqkd.py pre_process 'default')
+    'VQKD': dict(second_mean=[127.5] * 3, second_std=[127.5] * 3),
+}
+
+
+def default_data_preprocessor(target_generator: dict) -> dict:
+    """``TwoViewDataPreprocessor`` with the tokenizer view's range of ``target_generator``."""
+    kind = target_generator.get('type', '')
+    kind = kind.__name__ if isinstance(kind, type) else str(kind).split('.')[-1]
+    if kind not in TOKENIZER_VIEWS:
+        raise ValueError(f'BEiTPretrain: no default data_preprocessor for the tokenizer {kind!r} '
+                         f'(known: {sorted(TOKENIZER_VIEWS)}); pass data_preprocessor='
+                         "dict(type='mmbeit.TwoViewDataPreprocessor', second_mean=..., "
+                         'second_std=...) mapping 0..255 pixels to its input range')
+    return dict(type='mmbeit.TwoViewDataPreprocessor', **TOKENIZER_VIEWS[kind])
 
 
 @MODELS.register_module()
@@ -49,8 +66,9 @@ class BEiTPretrain(BaseModel):
             module of the tokenizer contract (see the module's docstring).
         neck: None (v1) or a ``BEiTV2Neck`` config (v2); its
             ``backbone_arch`` defaults to the backbone's.
-        data_preprocessor: defaults to ``TwoViewDataPreprocessor`` (ImageNet
-            normalisation, DALL-E's range for the second view).
+        data_preprocessor: defaults to ``TwoViewDataPreprocessor`` with ImageNet
+            normalisation and the tokenizer's range for the second view (DALL-E's
+            [0.1, 0.9], VQ-KD's [-1, 1]; :data:`TOKENIZER_VIEWS`).
         init_cfg: mmengine init config. Defaults to None.
     """
 
@@ -62,7 +80,7 @@ class BEiTPretrain(BaseModel):
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
-            data_preprocessor = dict(DEFAULT_DATA_PREPROCESSOR)
+            data_preprocessor = default_data_preprocessor(target_generator)
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)

@@ -3,12 +3,12 @@
 The sample run trains configs/vqkd/vqkd_vit-tiny-p8_1xb32-4e_sample.py (4 epochs of 15
 steps, random fixed-seed tiny teacher) through mmbeit's Runner, resumes it for a 5th epoch,
 then tokenizes the 500 training images with the trained tokenizer loaded from the last
-checkpoint file into ``mmbeit.VQKD``. Measured on 2026-12-06 (2-core CPU VM, OMP_NUM_THREADS=1), as this test runs
-it (num_workers=0, 33 s of training): loss_rec 0.881 at step 5 -> 0.119 at step 60; 92 of the
-128 codes in use over the 500 training images, code perplexity 52.8, the most frequent code on
-5% of the patches (tools/train.py with the config's 2 workers: 90 codes, perplexity 45.8).
-The floors below are set well under those numbers; a collapsed codebook (a handful of codes)
-fails them.
+checkpoint file into ``mmbeit.VQKD``. Measured after the 4 epochs on 2026-12-06 (2-core CPU
+VM, OMP_NUM_THREADS=1, num_workers=0 as here, 33 s of training): loss_rec 0.881 at step 5 ->
+0.119 at step 60; 92 of the 128 codes in use over the 500 training images, code perplexity
+52.8, the most frequent code on 5% of the patches (tools/train.py with the config's 2
+workers: 90 codes, perplexity 45.8). The floors below are set well under those numbers; a
+collapsed codebook (a handful of codes) fails them.
 """
 import json
 import os.path as osp

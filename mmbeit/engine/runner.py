@@ -29,7 +29,8 @@ class BEiTRunner(Runner):
                         map_location: Union[str, Callable] = 'cpu',
                         strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]) -> dict:
-        from mmbeit.converters import load_converted_state_dict, read_checkpoint
+        from mmbeit.converters import load_converted_state_dict, read_checkpoint, unwrap_checkpoint
+        from mmbeit.converters.load import state_dict_fits
 
         checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -37,7 +38,13 @@ class BEiTRunner(Runner):
         while is_model_wrapper(model) or isinstance(model, BaseTTAModel):  # DDP, TTA: inner
             model = model.module
         # `module.` prefixes (revise_keys' default) are stripped by the read stage
-        load_converted_state_dict(model, checkpoint, source=str(filename), logger=self.logger)
+        state_dict, _ = unwrap_checkpoint(checkpoint)
+        if state_dict_fits(state_dict, model.state_dict()):
+            # this very model's own checkpoint (resume): nothing to convert; also for models
+            # whose layout the pipeline does not know (mmbeit.VQKDTrainer)
+            model.load_state_dict(state_dict, strict=True)
+        else:
+            load_converted_state_dict(model, checkpoint, source=str(filename), logger=self.logger)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint

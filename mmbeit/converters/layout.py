@@ -112,7 +112,7 @@ def infer_target(model_keys: Iterable[str]) -> str:
     keys = list(model_keys)
     if any(k.startswith('decode_head.') for k in keys):
         return 'segmentor'
-    if any(k.startswith('target_generator.') for k in keys) or 'backbone.mask_token' in keys:
+    if any(k.startswith('target_generator.') for k in keys):
         return 'pretrain'
     if any(k.startswith('backbone.') for k in keys):
         return 'classifier'

@@ -9,11 +9,27 @@ and any ``load_state_dict`` of a model that carries the state-dict pre-hook of
 ``get_model``, the host libraries' tools).
 
 A load is complete or refused: what the fit stage cannot place raises
-:class:`CheckpointMismatchError`, naming the keys and the detected format.
+:class:`CheckpointMismatchError`, naming the keys and the detected format. What the
+checkpoint lacks and the model keeps at its initialization (a head the checkpoint has
+none of) is said once, in one WARNING that names the parts.
+
+Errors a caller can catch (all name the file where one was read):
+
+* :class:`CheckpointMismatchError` (a ``RuntimeError``): a valid checkpoint of another
+  model (other keys or shapes; a ViT, not a BEiT); :class:`UnknownCheckpointError`, a
+  subclass that is also a ``ValueError``: a checkpoint of no format mmbeit reads.
+* :class:`mmbeit.utils.checkpoint_io.CheckpointFileError` (a ``ValueError``): a file that
+  is not a checkpoint at all (empty, truncated, text, an HTML page).
+* ``pickle.UnpicklingError``: a file refused for safety (it would run code).
+
+Memory: a file is mapped, not read (:func:`mmbeit.utils.checkpoint_io.load_checkpoint_file`);
+the load stage copies it into the model a part at a time and gives each part's pages back,
+so loading holds about one part of the file besides the model, not a second model.
 """
 import contextlib
 import logging
 import os
+import re
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,13 +46,46 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
     'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys or shapes do not fit the model."""
+    """A checkpoint's keys or shapes do not fit the model (a checkpoint of another model)."""
+
+
+class UnknownCheckpointError(CheckpointMismatchError, ValueError):
+    """A checkpoint in no format mmbeit reads (catch it as either base class)."""
+
+
+# keys of models that are not BEiT, and what to call them
+_VIT_QKV_BIAS = re.compile(r'(?:.*\.)?blocks\.\d+\.attn\.qkv\.bias')
+
+
+def describe_foreign(state_dict: Mapping[str, Any]) -> Optional[str]:
+    """What a checkpoint of another model is, when its keys say so (else None)."""
+    keys = list(state_dict)
+    rel = any('relative_position' in k or 'rel_pos' in k for k in keys)
+    if any(_VIT_QKV_BIAS.fullmatch(k) for k in keys) and not rel:
+        return ("a ViT (its attention has a fused qkv.bias and no relative position bias), "
+                "not a BEiT (q_bias / v_bias and BEiT's relative position bias)")
+    return None
+
+
+def conversion_error(error: Exception, state_dict: Mapping[str, Any], source: str,
+                     fmt: Optional[str]) -> CheckpointMismatchError:
+    """The error of a checkpoint that does not convert, naming the file and what it is."""
+    foreign = describe_foreign(state_dict)
+    detail = error.args[0] if error.args else str(error)
+    if foreign:
+        return CheckpointMismatchError(
+            f'{source} is {foreign}: mmbeit loads BEiT checkpoints only. Expected a BEiT '
+            f'checkpoint in one of the formats mmbeit reads. ({detail})')
+    if fmt is None:  # no format matched
+        return UnknownCheckpointError(f'{source}: {detail}')
+    return CheckpointMismatchError(f'{source} has keys of the {fmt} format but does not convert '
+                                   f'to a BEiT: {detail}')
 
 
 @dataclass
@@ -85,6 +134,17 @@ def _shorten(keys: List[str], n: int = 10) -> str:
     return shown + (f', ... ({len(keys) - n} more)' if len(keys) > n else '')
 
 
+def source_name(checkpoint: Any, source: str = 'checkpoint') -> str:
+    """``source``, or the file a loaded checkpoint was mapped from when it is the default."""
+    if source != 'checkpoint' or not isinstance(checkpoint, Mapping):
+        return source
+    from mmbeit.utils.checkpoint_io import file_of
+    try:
+        return file_of(unwrap_checkpoint(checkpoint)[0]) or source
+    except ValueError:
+        return source
+
+
 def mismatch_error(fit: FitResult, source: str, fmt: str, name: str,
                    target: str) -> CheckpointMismatchError:
     lines = [f'{source} ({fmt} format) does not fit {name} (converted for a {target}):']
@@ -123,7 +183,8 @@ def fit_checkpoint(model: nn.Module,
         (the fit, the format, the target)
     """
     model_state = model.state_dict() if model_state is None else model_state
-    target = target or infer_target(model_state.keys())
+    # a root model says what it is (mmbeit.BEiTClassifier: 'classifier'); else its keys do
+    target = target or getattr(model, 'conversion_target', None) or infer_target(model_state)
     state_dict, wrapper = unwrap_checkpoint(checkpoint)
     fmt = check_format(fmt) if fmt else None
     converted = None
@@ -143,7 +204,13 @@ def fit_checkpoint(model: nn.Module,
         else:
             raise CheckpointMismatchError(f'{source}: no key starts with prefix {prefix!r}')
     if converted is None:
-        canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
+        try:
+            canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
+        except (KeyError, ValueError) as e:
+            from .detect import FORMAT_MODULES
+            read_as = fmt or next(
+                (f for f, m in FORMAT_MODULES.items() if m.matches(state_dict, wrapper)), None)
+            raise conversion_error(e, state_dict, source, read_as) from None
         converted, left_out = assemble(canonical, target)
     return fit_state_dict(converted, model_state, target, left_out, model), fmt, target
 
@@ -157,10 +224,28 @@ def log_fit(fit: FitResult,
     """Say in the log what was loaded, dropped, copied, resized and kept, by name."""
     from mmengine.logging import print_log
     print_log(f'Loaded {source} into {name} ({fmt} format, as a {target})', logger=logger)
-    for note in fit.notes:
+    for note in fit.notes + fit.kept_init:
         print_log(f'  {note}', logger=logger)
-    for note in fit.kept_init:
-        print_log(f'  {note}', logger=logger, level=logging.WARNING)
+    if fit.kept_parts:
+        print_log(kept_init_warning(fit.kept_parts, source, target), logger=logger,
+                  level=logging.WARNING)
+
+
+_TASK_CHECKPOINT = {
+    'classifier': 'a classification checkpoint',
+    'segmentor': 'a segmentation checkpoint',
+    'pretrain': 'a pretraining checkpoint',
+}
+
+
+def kept_init_warning(parts: List[str], source: str, target: str) -> str:
+    """One sentence naming the model parts that the checkpoint does not hold."""
+    one = len(parts) == 1
+    names = parts[0] if one else ', '.join(parts[:-1]) + ' and ' + parts[-1]
+    what = _TASK_CHECKPOINT.get(target, 'a checkpoint that has them')
+    return (f'{names} {"is" if one else "are"} not in {source} and '
+            f'{"keeps its" if one else "keep their"} random initialisation; '
+            f'fine-tune {"it" if one else "them"} or load {what}')
 
 
 def load_converted_state_dict(model: nn.Module,
@@ -189,13 +274,14 @@ def load_converted_state_dict(model: nn.Module,
     Raises:
         CheckpointMismatchError: keys or shapes that do not fit, named with the format.
     """
+    source = source_name(checkpoint, source)
     fit, fmt, target = fit_checkpoint(model, checkpoint, fmt, prefix, target, source=source)
     name = type(model).__name__
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)
     state_dict = OrderedDict((k, v) for k, v in fit.state_dict.items() if k not in fit.unexpected)
-    with fitted_load():
-        model.load_state_dict(state_dict, strict=strict)
+    fit.state_dict = OrderedDict()  # what is loaded is let go part by part
+    load_in_parts(model, state_dict, strict and not fit.missing)
     log_fit(fit, source, name, fmt, target, logger)
     if fit.missing or fit.unexpected:
         from mmengine.logging import print_log
@@ -211,6 +297,42 @@ def load_converted_state_dict(model: nn.Module,
         kept_init=fit.kept_init,
         missing=fit.missing,
         unexpected=fit.unexpected)
+
+
+PART_BYTES = 64 << 20  # copy at most this much into the model before its pages go back
+
+
+def load_in_parts(model: nn.Module, state_dict: 'OrderedDict[str, torch.Tensor]',
+                  strict: bool = True, part_bytes: int = PART_BYTES) -> None:
+    """``model.load_state_dict`` of a fitted state dict, a part at a time.
+
+    After each part (about ``part_bytes``) the state dict lets go of its tensors and the
+    pages of those mapped from a file go back to the kernel
+    (:func:`~mmbeit.utils.checkpoint_io.release_file_pages`), so the load never holds
+    the file's weights beside the model's. ``state_dict`` is emptied.
+
+    Args:
+        strict: the keys are exactly the model's (checked as a whole, not per part).
+    """
+    from mmbeit.utils.checkpoint_io import release_file_pages
+    if strict:
+        missing = set(model.state_dict()) - set(state_dict)
+        unexpected = set(state_dict) - set(model.state_dict())
+        if missing or unexpected:
+            raise CheckpointMismatchError(f'missing {_shorten(list(missing))}; '
+                                          f'unexpected {_shorten(list(unexpected))}')
+    keys = list(state_dict)
+    with fitted_load():
+        while keys:
+            part: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+            size = 0
+            while keys and (not part or size < part_bytes):
+                k = keys.pop(0)
+                part[k] = state_dict.pop(k)
+                size += part[k].nbytes if isinstance(part[k], torch.Tensor) else 0
+            model.load_state_dict(part, strict=False)  # the keys were checked above
+            release_file_pages(part)
+            del part
 
 
 def load_pretrained(module: nn.Module,

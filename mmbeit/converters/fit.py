@@ -43,8 +43,10 @@ class FitResult:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     mismatched: List[str] = field(default_factory=list)  # 'key: checkpoint [..] vs model [..]'
-    # the same parts in words, for the one warning: 'the classification head (head.fc)'
+    # the same parts in words, for the one warning: 'the classification head (head.fc)',
+    # and the norms among them (they start as identities, not random)
     kept_parts: List[str] = field(default_factory=list)
+    kept_norms: List[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -161,7 +163,7 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
             notes.append(f'dropped {", ".join(dropped)}: {why}')
 
     # model parts the checkpoint legitimately lacks: keep their initialization
-    kept, kept_parts = [], []
+    kept, kept_parts, kept_norms = [], [], []
     keep_init = {
         bb + 'fc_norm.': ('the pooling norm', 'the checkpoint has no fc_norm (it was not '
                           'fine-tuned with mean pooling)'),
@@ -176,7 +178,8 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
             for k in wanted:
                 out[k] = model_state[k]
             kept.append(f'{start}* keeps its initialization: {why}')
-            kept_parts.append(f'{part} ({_module_name(wanted, start)})')
+            words = f'{part} ({_module_name(wanted, start)})'
+            (kept_norms if start == bb + 'fc_norm.' else kept_parts).append(words)
     for k in model_keys:  # normalisation constants of data preprocessors, if persistent
         if k.startswith('data_preprocessor.') and k not in out:
             out[k] = model_state[k]
@@ -196,7 +199,7 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
 
     missing = sorted(model_keys - set(out))
     unexpected = sorted(set(out) - model_keys)
-    return FitResult(out, notes, kept, missing, unexpected, mismatched, kept_parts)
+    return FitResult(out, notes, kept, missing, unexpected, mismatched, kept_parts, kept_norms)
 
 
 def _module_name(keys: Sequence[str], prefix: str) -> str:

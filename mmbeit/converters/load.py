@@ -212,6 +212,9 @@ def fit_checkpoint(model: nn.Module,
                 (f for f, m in FORMAT_MODULES.items() if m.matches(state_dict, wrapper)), None)
             raise conversion_error(e, state_dict, source, read_as) from None
         converted, left_out = assemble(canonical, target)
+    # converting read some of a mapped file (q, k, v to fuse): give those pages back
+    from mmbeit.utils.checkpoint_io import release_file_pages
+    release_file_pages(state_dict)
     return fit_state_dict(converted, model_state, target, left_out, model), fmt, target
 
 
@@ -226,8 +229,8 @@ def log_fit(fit: FitResult,
     print_log(f'Loaded {source} into {name} ({fmt} format, as a {target})', logger=logger)
     for note in fit.notes + fit.kept_init:
         print_log(f'  {note}', logger=logger)
-    if fit.kept_parts:
-        print_log(kept_init_warning(fit.kept_parts, source, target), logger=logger,
+    if fit.kept_parts or fit.kept_norms:
+        print_log(kept_init_warning(fit.kept_parts, fit.kept_norms, source, target), logger=logger,
                   level=logging.WARNING)
 
 
@@ -238,14 +241,24 @@ _TASK_CHECKPOINT = {
 }
 
 
-def kept_init_warning(parts: List[str], source: str, target: str) -> str:
+def _join(parts: List[str]) -> str:
+    return parts[0] if len(parts) == 1 else ', '.join(parts[:-1]) + ' and ' + parts[-1]
+
+
+def kept_init_warning(parts: List[str], norms: List[str], source: str, target: str) -> str:
     """One sentence naming the model parts that the checkpoint does not hold."""
-    one = len(parts) == 1
-    names = parts[0] if one else ', '.join(parts[:-1]) + ' and ' + parts[-1]
+    where = 'the checkpoint' if source == 'checkpoint' else source
     what = _TASK_CHECKPOINT.get(target, 'a checkpoint that has them')
-    return (f'{names} {"is" if one else "are"} not in {source} and '
+    if not parts:
+        return (f'{_join(norms)} {"is" if len(norms) == 1 else "are"} not in {where} and '
+                'start(s) at weight 1, bias 0; fine-tune or load ' + what)
+    one = len(parts) == 1
+    text = (f'{_join(parts)} {"is" if one else "are"} not in {where} and '
             f'{"keeps its" if one else "keep their"} random initialisation; '
             f'fine-tune {"it" if one else "them"} or load {what}')
+    if norms:
+        text += f' ({_join(norms)}, not in it either, starts at weight 1, bias 0)'
+    return text
 
 
 def load_converted_state_dict(model: nn.Module,

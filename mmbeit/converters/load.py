@@ -312,7 +312,7 @@ def load_converted_state_dict(model: nn.Module,
         unexpected=fit.unexpected)
 
 
-PART_BYTES = 64 << 20  # copy at most this much into the model before its pages go back
+PART_BYTES = 16 << 20  # copy at most this much into the model before its pages go back
 
 
 def load_in_parts(model: nn.Module, state_dict: 'OrderedDict[str, torch.Tensor]',

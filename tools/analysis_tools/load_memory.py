@@ -1,7 +1,8 @@
 """Peak memory of loading a checkpoint: mmbeit's ``get_model`` against transformers.
 
-Each loader runs in a fresh subprocess that reports its resident set after the imports
-and its peak (``VmHWM`` of ``/proc/self/status``, which counts the file pages a memory map
+Each step runs in a fresh subprocess that reports its resident set before the step (after
+the imports, and for the last row after building the model) and its peak during the step
+(``VmHWM`` of ``/proc/self/status``, reset first: it counts the file pages a memory map
 touched as well as allocations). The model is BEiT-L/16 UperNet for ADE20K at 640x640,
 the architecture of ``microsoft/beit-large-finetuned-ade-640-640`` (random weights: nothing
 is downloaded), written once by transformers' ``save_pretrained``.
@@ -33,28 +34,34 @@ COMMON = dict(patch_size=16, use_relative_position_bias=True, use_absolute_posit
               pool_scales=[1, 2, 3, 6], num_labels=150, layer_norm_eps=1e-6,
               architectures=['BeitForSemanticSegmentation'])
 
-# what each subprocess runs: imports, then the load; prints RSS after imports and the peak
+# what each subprocess runs: the setup, then the measured step; prints the RSS before the step,
+# the peak during it (VmHWM reset by /proc/self/clear_refs) and the RSS after it
 _PROBE = r'''
 import json, sys
 def status(field):
     for line in open('/proc/self/status'):
         if line.startswith(field + ':'):
             return int(line.split()[1]) / 1024  # MiB
-{imports}
-after_imports = status('VmRSS')
-{load}
-print(json.dumps(dict(after_imports=after_imports, peak=status('VmHWM'), end=status('VmRSS'))))
+{setup}
+before = status('VmRSS')
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+{step}
+print(json.dumps(dict(before=before, peak=status('VmHWM'), end=status('VmRSS'))))
 '''
+_MMBEIT = 'import torch\nimport mmbeit\nfrom mmbeit.apis import get_model'
+# name -> (setup, measured step)
 LOADERS = {
-    'transformers BeitForSemanticSegmentation.from_pretrained':
+    'transformers `BeitForSemanticSegmentation.from_pretrained(folder)`':
     ('import torch\nfrom transformers import BeitForSemanticSegmentation',
      'model = BeitForSemanticSegmentation.from_pretrained(sys.argv[1])'),
-    'mmbeit get_model(folder, pretrained=True)':
-    ('import torch\nimport mmbeit\nfrom mmbeit.apis import get_model',
-     'model = get_model(sys.argv[1], pretrained=True)'),
-    'mmbeit get_model(folder) (the model alone, no weights)':
-    ('import torch\nimport mmbeit\nfrom mmbeit.apis import get_model',
-     'model = get_model(sys.argv[1])'),
+    'mmbeit `get_model(folder, pretrained=True)`': (_MMBEIT,
+                                                    'model = get_model(sys.argv[1], pretrained=True)'),
+    'mmbeit `get_model(folder)` (builds the model, no weights)': (_MMBEIT,
+                                                                 'model = get_model(sys.argv[1])'),
+    'mmbeit `load_pretrained(model, folder)` (the load alone, into the built model)':
+    (_MMBEIT + '\nfrom mmbeit.converters import load_pretrained\nmodel = get_model(sys.argv[1])',
+     'load_pretrained(model, sys.argv[1])'),
 }
 
 
@@ -71,9 +78,9 @@ def make_folder(folder: str, size: str = 'large') -> str:
 
 
 def measure(folder: str, code: tuple, threads: int = 1) -> dict:
-    """Run one loader in a fresh interpreter; its RSS after imports, peak and end, in MiB."""
+    """Run one loader in a fresh interpreter: RSS before its step, peak during it, in MiB."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    script = _PROBE.format(imports=code[0], load=code[1])
+    script = _PROBE.format(setup=code[0], step=code[1])
     p = subprocess.run([sys.executable, '-c', script, folder], env=env, capture_output=True,
                        text=True, check=False)
     if p.returncode != 0:
@@ -94,12 +101,12 @@ def main() -> None:
     args = parser.parse_args()
     folder = make_folder(osp.join(args.work_dir, f'beit-{args.size}-ade-640'), args.size)
     print(f'weights: {weights_mib(folder):.0f} MiB ({folder})\n')
-    print('| loader | RSS after imports (MiB) | peak (MiB) | peak - after imports (MiB) |')
+    print('| step (fresh process) | RSS before the step (MiB) | peak (MiB) | '
+          'peak - before (MiB) |')
     print('|---|---:|---:|---:|')
     for name, code in LOADERS.items():
         r = measure(folder, code)
-        print(f"| {name} | {r['after_imports']:.0f} | {r['peak']:.0f} | "
-              f"{r['peak'] - r['after_imports']:.0f} |")
+        print(f"| {name} | {r['before']:.0f} | {r['peak']:.0f} | {r['peak'] - r['before']:.0f} |")
 
 
 if __name__ == '__main__':

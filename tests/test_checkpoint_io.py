@@ -203,7 +203,10 @@ TINY_CFG = os.path.join(REPO, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb
 def _tiny_state():
     from mmbeit.models.backbones.beit import BEiT
     torch.manual_seed(0)
-    return {'backbone.' + k: v for k, v in BEiT(arch='tiny', img_size=32, patch_size=8).state_dict().items()}
+    return {
+        'backbone.' + k: v
+        for k, v in BEiT(arch='tiny', img_size=32, patch_size=8).state_dict().items()
+    }
 
 
 def _save_as(path, kind):
@@ -227,14 +230,15 @@ BROKEN = {
     'page.pth': (lambda p: p.write_text('<!DOCTYPE html>\n<html><head><title>BEiT</title>'),
                  r'is an HTML page \(a web page was saved instead of the file'),
     'empty.pth': (lambda p: p.write_bytes(b''), r'is an empty file \(0 bytes\)'),
-    'lfs.bin': (lambda p: p.write_text('version https://git-lfs.github.com/spec/v1\noid sha256:ab\n'),
-                r'is a Git LFS pointer'),
-    'zip_cut.pth': (lambda p: _truncated(p, 'zip'),
-                    r'is truncated or damaged: a torch checkpoint \(zip format\)'),
-    'legacy_cut.pth': (lambda p: _truncated(p, 'legacy'),
-                       r'is truncated or damaged: a torch checkpoint'),
-    'cut.safetensors': (lambda p: _truncated(p, 'safetensors'),
-                        r'is truncated or damaged: a safetensors file'),
+    'lfs.bin':
+    (lambda p: p.write_text('version https://git-lfs.github.com/spec/v1\noid sha256:ab\n'),
+     r'is a Git LFS pointer'),
+    'zip_cut.pth':
+    (lambda p: _truncated(p, 'zip'), r'is truncated or damaged: a torch checkpoint \(zip format\)'),
+    'legacy_cut.pth':
+    (lambda p: _truncated(p, 'legacy'), r'is truncated or damaged: a torch checkpoint'),
+    'cut.safetensors':
+    (lambda p: _truncated(p, 'safetensors'), r'is truncated or damaged: a safetensors file'),
 }
 
 
@@ -251,6 +255,7 @@ def _get_model(path):
 
 def _mmengine(path):
     from mmengine.runner import load_checkpoint
+
     from mmbeit.apis import get_model
     load_checkpoint(get_model(TINY_CFG), path, map_location='cpu')
 

@@ -215,8 +215,9 @@ def cls_sources(work, image):
                                      str(work / 'hf_cls.safetensors')), hf(pixel_values=x).logits)
         # every classifier fine-tuned from microsoft/beit-*-pt22k keeps use_mask_token=True
         hf = randomize_(BeitForImageClassification(hf_config(use_mask_token=True)), seed=12)
-        out['transformers (use_mask_token)'] = (_save(
-            hf.state_dict(), str(work / 'hf_cls_mask.safetensors')), hf(pixel_values=x).logits)
+        out['transformers (use_mask_token)'] = (_save(hf.state_dict(),
+                                                      str(work / 'hf_cls_mask.safetensors')),
+                                                hf(pixel_values=x).logits)
     return out
 
 
@@ -743,7 +744,11 @@ def vit_file(work):
     from timm.models.vision_transformer import VisionTransformer
     vit = randomize_(
         VisionTransformer(
-            img_size=IMG, patch_size=PATCH, embed_dim=C, depth=DEPTH, num_heads=HEADS,
+            img_size=IMG,
+            patch_size=PATCH,
+            embed_dim=C,
+            depth=DEPTH,
+            num_heads=HEADS,
             num_classes=CLASSES),
         seed=13)
     return _save(vit.state_dict(), str(work / 'vit_tiny.pth'))

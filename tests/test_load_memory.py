@@ -48,10 +48,17 @@ def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     from mmbeit.apis import get_model
     torch.manual_seed(0)
     hf = BeitForImageClassification(
-        BeitConfig(hidden_size=WIDTH, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                   intermediate_size=4 * WIDTH, image_size=IMG, patch_size=PATCH,
-                   use_relative_position_bias=True, use_mean_pooling=True,
-                   layer_scale_init_value=0.1, num_labels=1000))
+        BeitConfig(
+            hidden_size=WIDTH,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            intermediate_size=4 * WIDTH,
+            image_size=IMG,
+            patch_size=PATCH,
+            use_relative_position_bias=True,
+            use_mean_pooling=True,
+            layer_scale_init_value=0.1,
+            num_labels=1000))
     folder = str(tmp_path / 'beit')
     hf.save_pretrained(folder)
     del hf
@@ -59,8 +66,11 @@ def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     torch.save({'state_dict': get_model(folder).state_dict()}, own)
 
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
-    p = subprocess.run([sys.executable, '-c', _PROBE, folder, folder, own], env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run([sys.executable, '-c', _PROBE, folder, folder, own],
+                       env=env,
+                       capture_output=True,
+                       text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     peak_folder, peak_own = json.loads(p.stdout.strip().splitlines()[-1])
     mib = osp.getsize(osp.join(folder, 'model.safetensors')) / 2**20

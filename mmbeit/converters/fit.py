@@ -171,7 +171,8 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
     }
     for role, prefix in TARGET_LAYOUTS[target].items():
         if role != 'backbone.' and prefix:
-            keep_init[prefix] = (f'the {ROLE_NAMES[role]}', f'the checkpoint has no {ROLE_NAMES[role]}')
+            keep_init[prefix] = (f'the {ROLE_NAMES[role]}',
+                                 f'the checkpoint has no {ROLE_NAMES[role]}')
     for start, (part, why) in keep_init.items():
         wanted = [k for k in model_keys if k.startswith(start)]
         if wanted and not any(k.startswith(start) for k in out):

@@ -46,8 +46,8 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
-    'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'fit_checkpoint',
+    'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
 
@@ -230,8 +230,10 @@ def log_fit(fit: FitResult,
     for note in fit.notes + fit.kept_init:
         print_log(f'  {note}', logger=logger)
     if fit.kept_parts or fit.kept_norms:
-        print_log(kept_init_warning(fit.kept_parts, fit.kept_norms, source, target), logger=logger,
-                  level=logging.WARNING)
+        print_log(
+            kept_init_warning(fit.kept_parts, fit.kept_norms, source, target),
+            logger=logger,
+            level=logging.WARNING)
 
 
 _TASK_CHECKPOINT = {
@@ -315,8 +317,10 @@ def load_converted_state_dict(model: nn.Module,
 PART_BYTES = 16 << 20  # copy at most this much into the model before its pages go back
 
 
-def load_in_parts(model: nn.Module, state_dict: 'OrderedDict[str, torch.Tensor]',
-                  strict: bool = True, part_bytes: int = PART_BYTES) -> None:
+def load_in_parts(model: nn.Module,
+                  state_dict: 'OrderedDict[str, torch.Tensor]',
+                  strict: bool = True,
+                  part_bytes: int = PART_BYTES) -> None:
     """``model.load_state_dict`` of a fitted state dict, a part at a time.
 
     After each part (about ``part_bytes``) the state dict lets go of its tensors and the

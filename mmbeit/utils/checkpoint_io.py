@@ -321,9 +321,16 @@ def check_checkpoint_file(path: str) -> str:
 # whole load never holds the file's weights besides the model's.
 
 _ST_DTYPES = {
-    'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
-    'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8,
-    'U8': torch.uint8, 'BOOL': torch.bool
+    'F64': torch.float64,
+    'F32': torch.float32,
+    'F16': torch.float16,
+    'BF16': torch.bfloat16,
+    'I64': torch.int64,
+    'I32': torch.int32,
+    'I16': torch.int16,
+    'I8': torch.int8,
+    'U8': torch.uint8,
+    'BOOL': torch.bool
 }
 # data_ptr of a file-backed storage -> (its size in bytes, the file); an entry goes with its
 # tensor (weakref.finalize), so an address reused by other memory is never taken for the file
@@ -424,8 +431,8 @@ def _load_safetensors(path: str, map_location: MapLocation) -> Dict[str, torch.T
         if numel == 0:
             tensor = torch.empty(shape, dtype=dtype)
         else:
-            tensor = torch.frombuffer(mapped, dtype=dtype, count=numel,
-                                      offset=8 + n + start).view(shape)
+            tensor = torch.frombuffer(
+                mapped, dtype=dtype, count=numel, offset=8 + n + start).view(shape)
             _register_file_backed(tensor, path)
         out[name] = tensor if device == 'cpu' else tensor.to(device)
     return out

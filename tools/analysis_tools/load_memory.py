@@ -22,17 +22,42 @@ import sys
 
 # BeitConfig of microsoft/beit-large-finetuned-ade-640-640, and smaller ones of the same kind
 SIZES = {
-    'large': dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                  intermediate_size=4096, image_size=640, out_indices=[7, 11, 15, 23]),
-    'base': dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, image_size=640, out_indices=[3, 5, 7, 11]),
-    'tiny': dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
-                 intermediate_size=768, image_size=640, out_indices=[3, 5, 7, 11]),
+    'large':
+    dict(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        image_size=640,
+        out_indices=[7, 11, 15, 23]),
+    'base':
+    dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=640,
+        out_indices=[3, 5, 7, 11]),
+    'tiny':
+    dict(
+        hidden_size=192,
+        num_hidden_layers=12,
+        num_attention_heads=3,
+        intermediate_size=768,
+        image_size=640,
+        out_indices=[3, 5, 7, 11]),
 }
-COMMON = dict(patch_size=16, use_relative_position_bias=True, use_absolute_position_embeddings=False,
-              layer_scale_init_value=0.1, use_auxiliary_head=True, auxiliary_channels=256,
-              pool_scales=[1, 2, 3, 6], num_labels=150, layer_norm_eps=1e-6,
-              architectures=['BeitForSemanticSegmentation'])
+COMMON = dict(
+    patch_size=16,
+    use_relative_position_bias=True,
+    use_absolute_position_embeddings=False,
+    layer_scale_init_value=0.1,
+    use_auxiliary_head=True,
+    auxiliary_channels=256,
+    pool_scales=[1, 2, 3, 6],
+    num_labels=150,
+    layer_norm_eps=1e-6,
+    architectures=['BeitForSemanticSegmentation'])
 
 # what each subprocess runs: the setup, then the measured step; prints the RSS before the step,
 # the peak during it (VmHWM reset by /proc/self/clear_refs) and the RSS after it
@@ -55,10 +80,10 @@ LOADERS = {
     'transformers `BeitForSemanticSegmentation.from_pretrained(folder)`':
     ('import torch\nfrom transformers import BeitForSemanticSegmentation',
      'model = BeitForSemanticSegmentation.from_pretrained(sys.argv[1])'),
-    'mmbeit `get_model(folder, pretrained=True)`': (_MMBEIT,
-                                                    'model = get_model(sys.argv[1], pretrained=True)'),
-    'mmbeit `get_model(folder)` (builds the model, no weights)': (_MMBEIT,
-                                                                 'model = get_model(sys.argv[1])'),
+    'mmbeit `get_model(folder, pretrained=True)`':
+    (_MMBEIT, 'model = get_model(sys.argv[1], pretrained=True)'),
+    'mmbeit `get_model(folder)` (builds the model, no weights)':
+    (_MMBEIT, 'model = get_model(sys.argv[1])'),
     'mmbeit `load_pretrained(model, folder)` (the load alone, into the built model)':
     (_MMBEIT + '\nfrom mmbeit.converters import load_pretrained\nmodel = get_model(sys.argv[1])',
      'load_pretrained(model, sys.argv[1])'),
@@ -81,8 +106,11 @@ def measure(folder: str, code: tuple, threads: int = 1) -> dict:
     """Run one loader in a fresh interpreter: RSS before its step, peak during it, in MiB."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     script = _PROBE.format(setup=code[0], step=code[1])
-    p = subprocess.run([sys.executable, '-c', script, folder], env=env, capture_output=True,
-                       text=True, check=False)
+    p = subprocess.run([sys.executable, '-c', script, folder],
+                       env=env,
+                       capture_output=True,
+                       text=True,
+                       check=False)
     if p.returncode != 0:
         raise RuntimeError(f'the loader failed:\n{p.stderr[-3000:]}')
     return json.loads(p.stdout.strip().splitlines()[-1])

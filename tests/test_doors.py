@@ -792,3 +792,50 @@ def test_transformers_folder_with_a_mask_token_loads_as_a_classifier(work, image
         assert_close(model(image[0], mode='tensor'), hf(pixel_values=image[0]).logits)
     text = logs()
     assert 'as a classifier' in text and 'random initialisation' not in text
+
+
+@pytest.mark.parametrize('door', ['mmbeit get_model', 'mmengine load_checkpoint'])
+def test_own_checkpoint_of_a_classifier_with_a_mask_token_round_trips(door, cls_sources,
+                                                                      cls_configs, image, work,
+                                                                      warnings_logged):
+    """Saved after loading such a folder (or fine-tuning from it): mmbeit's own keys with a mask
+    token and a classifier head load back as they are, not as a pretraining model's head."""
+    cfg = cls_configs['transformers (use_mask_token)']
+    ckpt, expected = cls_sources['transformers (use_mask_token)']
+    model = door_mmbeit_get_model(cfg, ckpt)
+    own = _save({'state_dict': model.state_dict()}, str(work / f'own_mask_{next(_unique)}.pth'))
+    with torch.no_grad():
+        assert_close(CLS_DOORS[door](cfg, own).eval()(image[0], mode='tensor'), expected)
+    assert not _kept_warnings(warnings_logged)
+
+
+def test_no_init_and_assign_build_the_same_model(cls_sources, seg_sources, image, work):
+    """A model built without initial weights and given the mapped file's tensors (no copy) has
+    the source's outputs; a checkpoint that lacks a part of it is refused, not left garbage."""
+    from mmbeit.converters import CheckpointMismatchError
+    from mmbeit.converters.load import load_pretrained, no_init
+    for fmt in ('transformers', 'mmbeit'):
+        ckpt, expected = cls_sources[fmt]
+        with no_init():
+            model = build_from_config(CLS_CFG)
+        load_pretrained(model, ckpt, assign=True, uninitialized=True)
+        ptrs = [p.data_ptr() for p in model.parameters()]
+        assert len(set(ptrs)) == len(ptrs)  # no two parameters share memory
+        with torch.no_grad():
+            assert_close(model.eval()(image[0], mode='tensor'), expected)
+    half = _save(
+        {
+            k: v.half()
+            for k, v in torch.load(cls_sources['mmbeit'][0])['state_dict'].items()
+        }, str(work / 'mmbeit_cls_fp16.pth'))
+    with no_init():
+        model = build_from_config(CLS_CFG)
+    load_pretrained(model, half, assign=True, uninitialized=True)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the model's dtype kept
+    with no_init():
+        model = build_from_config(CLS_CFG)
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'does not hold the classification head '
+            r'\(head\.fc\).*built without initial weights'):
+        load_pretrained(model, seg_sources['mmseg'][0], assign=True, uninitialized=True)

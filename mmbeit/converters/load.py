@@ -46,7 +46,7 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'fit_checkpoint',
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init', 'fit_checkpoint',
     'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
@@ -115,6 +115,37 @@ def fitted_load() -> Iterator[None]:
 
 def is_fitted_load() -> bool:
     return _FITTED.get()
+
+
+# torch.nn.init's in-place initializers: every nn.Module (and mmengine's init helpers) calls them
+_INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_', 'zeros_', 'eye_',
+                   'dirac_', 'xavier_uniform_', 'xavier_normal_', 'kaiming_uniform_',
+                   'kaiming_normal_', 'orthogonal_', 'sparse_')
+
+
+@contextlib.contextmanager
+def no_init() -> Iterator[None]:
+    """Build modules without writing their initial weights (``torch.nn.init`` does nothing).
+
+    For a model whose every weight is loaded next: its parameters are allocated but never
+    written, so the memory they take is not touched until the load (with ``assign=True``,
+    never). Load with ``load_pretrained(..., assign=True, uninitialized=True)``: a part the
+    checkpoint lacks would hold whatever the memory held, so it is refused. Buffers computed
+    in constructors (index tables) are made as usual. Not thread-safe (it swaps
+    ``torch.nn.init``'s functions while the block runs), as transformers' ``no_init_weights``.
+    """
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+
+    def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, skip)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 def state_dict_fits(state_dict: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> bool:
@@ -187,6 +218,9 @@ def fit_checkpoint(model: nn.Module,
     target = target or getattr(model, 'conversion_target', None) or infer_target(model_state)
     state_dict, wrapper = unwrap_checkpoint(checkpoint)
     fmt = check_format(fmt) if fmt else None
+    if not prefix and fmt in (None, 'mmbeit') and state_dict_fits(state_dict, model_state):
+        # the model's own keys and shapes (its own checkpoint): nothing to guess, as the hooks do
+        return FitResult(OrderedDict(state_dict)), 'mmbeit', target
     converted = None
     if prefix:
         try:
@@ -270,7 +304,9 @@ def load_converted_state_dict(model: nn.Module,
                               strict: bool = True,
                               target: Optional[str] = None,
                               source: str = 'checkpoint',
-                              logger: Any = 'current') -> LoadReport:
+                              logger: Any = 'current',
+                              assign: bool = False,
+                              uninitialized: bool = False) -> LoadReport:
     """Stages detect -> convert -> fit -> load of a loaded checkpoint into ``model``.
 
     Args:
@@ -285,6 +321,11 @@ def load_converted_state_dict(model: nn.Module,
         target: what ``model`` is (see :data:`~.layout.TARGETS`); inferred from its keys.
         source: the file's name, for messages.
         logger: mmengine logger name for the report.
+        assign: the model takes the checkpoint's tensors instead of copying them (cast to
+            the model's dtype where it differs): a mapped file's pages become the weights
+            and are read when used. Do not overwrite the file while the model lives.
+        uninitialized: the model was built under :func:`no_init`: refuse a checkpoint
+            that lacks a part of it.
 
     Raises:
         CheckpointMismatchError: keys or shapes that do not fit, named with the format.
@@ -294,9 +335,14 @@ def load_converted_state_dict(model: nn.Module,
     name = type(model).__name__
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)
+    if uninitialized and (fit.kept_parts or fit.kept_norms or fit.missing):
+        raise CheckpointMismatchError(
+            f'{source} does not hold {_join(fit.kept_parts + fit.kept_norms + fit.missing)} of '
+            f'{name}, which was built without initial weights (no_init); build it normally '
+            'to keep those parts at their initialization')
     state_dict = OrderedDict((k, v) for k, v in fit.state_dict.items() if k not in fit.unexpected)
     fit.state_dict = OrderedDict()  # what is loaded is let go part by part
-    load_in_parts(model, state_dict, strict and not fit.missing)
+    load_in_parts(model, state_dict, strict and not fit.missing, assign=assign)
     log_fit(fit, source, name, fmt, target, logger)
     if fit.missing or fit.unexpected:
         from mmengine.logging import print_log
@@ -320,7 +366,8 @@ PART_BYTES = 16 << 20  # copy at most this much into the model before its pages 
 def load_in_parts(model: nn.Module,
                   state_dict: 'OrderedDict[str, torch.Tensor]',
                   strict: bool = True,
-                  part_bytes: int = PART_BYTES) -> None:
+                  part_bytes: int = PART_BYTES,
+                  assign: bool = False) -> None:
     """``model.load_state_dict`` of a fitted state dict, a part at a time.
 
     After each part (about ``part_bytes``) the state dict lets go of its tensors and the
@@ -330,11 +377,24 @@ def load_in_parts(model: nn.Module,
 
     Args:
         strict: the keys are exactly the model's (checked as a whole, not per part).
+        assign: see :func:`load_converted_state_dict` (no pages are given back then: they
+            are the model's weights).
     """
     from mmbeit.utils.checkpoint_io import release_file_pages
+    model_state = model.state_dict()
+    if assign:  # the model's dtypes, and no tensor shared by two keys (training updates one)
+        seen = set()
+        for k, v in state_dict.items():
+            want = model_state.get(k)
+            if want is not None and v.dtype != want.dtype:
+                v = v.to(want.dtype)
+            if id(v) in seen:
+                v = v.clone()
+            seen.add(id(v))
+            state_dict[k] = v
     if strict:
-        missing = set(model.state_dict()) - set(state_dict)
-        unexpected = set(state_dict) - set(model.state_dict())
+        missing = set(model_state) - set(state_dict)
+        unexpected = set(state_dict) - set(model_state)
         if missing or unexpected:
             raise CheckpointMismatchError(f'missing {_shorten(list(missing))}; '
                                           f'unexpected {_shorten(list(unexpected))}')
@@ -347,8 +407,9 @@ def load_in_parts(model: nn.Module,
                 k = keys.pop(0)
                 part[k] = state_dict.pop(k)
                 size += part[k].nbytes if isinstance(part[k], torch.Tensor) else 0
-            model.load_state_dict(part, strict=False)  # the keys were checked above
-            release_file_pages(part)
+            model.load_state_dict(part, strict=False, assign=assign)  # keys checked above
+            if not assign:
+                release_file_pages(part)
             del part
 
 
@@ -357,7 +418,9 @@ def load_pretrained(module: nn.Module,
                     prefix: Optional[str] = None,
                     strict: bool = True,
                     fmt: Optional[str] = None,
-                    map_location: Any = 'cpu') -> LoadReport:
+                    map_location: Any = 'cpu',
+                    assign: bool = False,
+                    uninitialized: bool = False) -> LoadReport:
     """Load a checkpoint of any known format into ``module``: the whole pipeline.
 
     Args:
@@ -369,18 +432,34 @@ def load_pretrained(module: nn.Module,
             e.g. ``'backbone.'``.
         strict: see :func:`load_converted_state_dict`.
         fmt: the checkpoint's format; detected when None.
+        assign, uninitialized: see :func:`load_converted_state_dict` (with :func:`no_init`,
+            a model built and loaded never holds its weights twice, nor reads those it does
+            not use).
 
     Returns:
         What was loaded, dropped and kept (:class:`LoadReport`).
 
     Raises:
-        CheckpointMismatchError: keys or shapes that do not fit, named with the format.
-        ValueError: an unknown format (the message lists the known ones).
+        CheckpointMismatchError: keys or shapes that do not fit, named with the format, or
+            a checkpoint of another model (a ViT: named as such).
+        UnknownCheckpointError: a checkpoint in no known format (the message lists the
+            known ones); also a ``ValueError``.
+        mmbeit.utils.checkpoint_io.CheckpointFileError: a ``ValueError``: the file is
+            empty, truncated, or no checkpoint (text, an HTML page, a Git LFS pointer).
+        pickle.UnpicklingError: a file refused for safety (it would run code).
+        FileNotFoundError: no such file.
     """
     source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) else 'checkpoint'
     loaded = read_checkpoint(checkpoint, map_location)
     return load_converted_state_dict(
-        module, loaded, fmt=fmt, prefix=prefix, strict=strict, source=str(source))
+        module,
+        loaded,
+        fmt=fmt,
+        prefix=prefix,
+        strict=strict,
+        source=str(source),
+        assign=assign,
+        uninitialized=uninitialized)
 
 
 def convert_file(src: Any,

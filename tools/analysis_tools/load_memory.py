@@ -82,8 +82,14 @@ LOADERS = {
      'model = BeitForSemanticSegmentation.from_pretrained(sys.argv[1])'),
     'mmbeit `get_model(folder, pretrained=True)`':
     (_MMBEIT, 'model = get_model(sys.argv[1], pretrained=True)'),
-    'mmbeit `get_model(folder)` (builds the model, no weights)':
-    (_MMBEIT, 'model = get_model(sys.argv[1])'),
+    'mmbeit `get_model(folder)` (builds the model, no weights)': (_MMBEIT,
+                                                                  'model = get_model(sys.argv[1])'),
+    'mmbeit `no_init()` build + `load_pretrained(model, folder, assign=True, '
+    'uninitialized=True)`':
+    (_MMBEIT + '\nfrom mmbeit.apis.builder import build_model, load_config\n'
+     'from mmbeit.converters.load import load_pretrained, no_init',
+     'with no_init():\n    model = build_model(load_config(sys.argv[1]).cfg)\n'
+     'load_pretrained(model, sys.argv[1], assign=True, uninitialized=True)'),
     'mmbeit `load_pretrained(model, folder)` (the load alone, into the built model)':
     (_MMBEIT + '\nfrom mmbeit.converters import load_pretrained\nmodel = get_model(sys.argv[1])',
      'load_pretrained(model, sys.argv[1])'),

@@ -106,7 +106,7 @@ def test_load_errors_name_the_file(tmp_path):
         load_checkpoint_file(missing)
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'\x00not a checkpoint' * 10)
-    with pytest.raises((RuntimeError, pickle.UnpicklingError), match='garbage.pth'):
+    with pytest.raises(ValueError, match='garbage.pth'):
         load_checkpoint_file(str(garbage))
     tensor_only = tmp_path / 'tensor.pth'
     torch.save(torch.zeros(2), tensor_only)
@@ -193,3 +193,132 @@ def test_mmengine_loads_urls_through_our_downloader(tmp_path, server, state, mon
     load_checkpoint(model, url, strict=True)
     torch.testing.assert_close(model.state_dict(), expected)
     assert _files_under(tmp_path) == [str(tmp_path / f'linear-{_sha8(data)}.pth')]
+
+
+# ----------------------------------------------------------------- files that are no checkpoint
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CFG = os.path.join(REPO, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb32-20e_sample.py')
+
+
+def _tiny_state():
+    from mmbeit.models.backbones.beit import BEiT
+    torch.manual_seed(0)
+    return {
+        'backbone.' + k: v
+        for k, v in BEiT(arch='tiny', img_size=32, patch_size=8).state_dict().items()
+    }
+
+
+def _save_as(path, kind):
+    state = _tiny_state()
+    if kind == 'safetensors':
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, str(path), _use_new_zipfile_serialization=kind == 'zip')
+    return path
+
+
+def _truncated(path, kind):
+    full = _save_as(path.with_name('full_' + path.name), kind).read_bytes()
+    path.write_bytes(full[:len(full) // 2])
+
+
+# name -> (how to write it, what the message must say it is)
+BROKEN = {
+    'text.pth': (lambda p: p.write_text('hello, these are my notes\n'), r'is a text file'),
+    'page.pth': (lambda p: p.write_text('<!DOCTYPE html>\n<html><head><title>BEiT</title>'),
+                 r'is an HTML page \(a web page was saved instead of the file'),
+    'empty.pth': (lambda p: p.write_bytes(b''), r'is an empty file \(0 bytes\)'),
+    'lfs.bin':
+    (lambda p: p.write_text('version https://git-lfs.github.com/spec/v1\noid sha256:ab\n'),
+     r'is a Git LFS pointer'),
+    'zip_cut.pth':
+    (lambda p: _truncated(p, 'zip'), r'is truncated or damaged: a torch checkpoint \(zip format\)'),
+    'legacy_cut.pth':
+    (lambda p: _truncated(p, 'legacy'), r'is truncated or damaged: a torch checkpoint'),
+    'cut.safetensors':
+    (lambda p: _truncated(p, 'safetensors'), r'is truncated or damaged: a safetensors file'),
+}
+
+
+def _load_pretrained(path):
+    from mmbeit.converters import load_pretrained
+    from mmbeit.models.backbones.beit import BEiT
+    load_pretrained(BEiT(arch='tiny', img_size=32, patch_size=8), path)
+
+
+def _get_model(path):
+    from mmbeit.apis import get_model
+    get_model(TINY_CFG, pretrained=path)
+
+
+def _mmengine(path):
+    from mmengine.runner import load_checkpoint
+
+    from mmbeit.apis import get_model
+    load_checkpoint(get_model(TINY_CFG), path, map_location='cpu')
+
+
+DOORS = {
+    'load_checkpoint_file': load_checkpoint_file,
+    'load_pretrained': _load_pretrained,
+    'get_model(cfg, pretrained=file)': _get_model,
+    'mmengine load_checkpoint': _mmengine
+}
+
+
+@pytest.mark.parametrize('door', list(DOORS))
+@pytest.mark.parametrize('name', list(BROKEN))
+def test_broken_files_are_named_with_what_they_are(name, door, tmp_path, monkeypatch):
+    from mmbeit.utils.checkpoint_io import CheckpointFileError
+    path = tmp_path / name
+    make, what = BROKEN[name]
+    make(path)
+    if name in ('text.pth', 'page.pth', 'empty.pth', 'lfs.bin'):  # told from the bytes alone
+        monkeypatch.setattr(torch, 'load', lambda *a, **k: pytest.fail('torch.load was called'))
+    with pytest.raises(CheckpointFileError) as info:
+        DOORS[door](str(path))
+    msg = str(info.value)
+    assert str(path) in msg
+    assert __import__('re').search(what, msg), msg
+    assert 'expected a checkpoint' in msg or 'Download or copy it again' in msg
+    assert isinstance(info.value, ValueError)  # what a caller catches
+
+
+@pytest.mark.parametrize('kind', ['zip', 'legacy', 'safetensors'])
+def test_good_files_of_each_kind_load(kind, tmp_path):
+    path = _save_as(tmp_path / f'good.{"safetensors" if kind == "safetensors" else "pth"}', kind)
+    assert checkpoint_io.check_checkpoint_file(str(path)) == kind
+    loaded = load_checkpoint_file(str(path))
+    torch.testing.assert_close(dict(loaded), _tiny_state())
+
+
+def test_mapped_files_give_their_pages_back(tmp_path):
+    """zip and safetensors files are mapped: their tensors name the file, and after release
+    their pages are no longer resident (the values stay readable)."""
+    from safetensors.torch import save_file
+    big = {'w': torch.randn(4096, 1024)}  # 16 MiB
+    for path in (tmp_path / 'big.pth', tmp_path / 'big.safetensors'):
+        if path.suffix == '.pth':
+            torch.save(big, str(path))
+        else:
+            save_file(big, str(path))
+        loaded = load_checkpoint_file(str(path))
+        assert checkpoint_io.file_of(loaded) == str(path)
+        before = _rss_mib()
+        total = float(loaded['w'].sum())  # reads every page
+        assert _rss_mib() - before > 12
+        assert checkpoint_io.release_file_pages(loaded) > 15 << 20
+        assert _rss_mib() - before < 4
+        assert float(loaded['w'].sum()) == total
+        torch.testing.assert_close(loaded['w'], big['w'])
+        assert checkpoint_io.release_file_pages({'x': torch.ones(1 << 20)}) == 0  # not mapped
+
+
+def _rss_mib() -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmRSS')

@@ -213,7 +213,20 @@ def cls_sources(work, image):
         hf = randomize_(BeitForImageClassification(hf_config()), seed=5)
         out['transformers'] = (_save(hf.state_dict(),
                                      str(work / 'hf_cls.safetensors')), hf(pixel_values=x).logits)
+        # every classifier fine-tuned from microsoft/beit-*-pt22k keeps use_mask_token=True
+        hf = randomize_(BeitForImageClassification(hf_config(use_mask_token=True)), seed=12)
+        out['transformers (use_mask_token)'] = (_save(hf.state_dict(),
+                                                      str(work / 'hf_cls_mask.safetensors')),
+                                                hf(pixel_values=x).logits)
     return out
+
+
+@pytest.fixture(scope='session')
+def cls_configs(work):
+    """format -> the classifier config its checkpoint is loaded with."""
+    mask = work / 'beit-tiny-mask-token.py'  # as a model built from such a folder's config.json
+    mask.write_text(f"_base_ = ['{CLS_CFG}']\nmodel = dict(backbone=dict(use_mask_token=True))\n")
+    return {'transformers (use_mask_token)': str(mask)}
 
 
 @pytest.fixture(scope='session')
@@ -309,6 +322,11 @@ def door_get_model(cfg: str, ckpt: str, **_):
     return get_model(cfg, pretrained=ckpt, device='cpu')
 
 
+def door_mmbeit_get_model(cfg: str, ckpt: str, **_):
+    from mmbeit.apis import get_model
+    return get_model(cfg, pretrained=ckpt)
+
+
 def door_cls_inferencer(cfg: str, ckpt: str, **_):
     from mmpretrain import ImageClassificationInferencer
     return ImageClassificationInferencer(cfg, pretrained=ckpt, device='cpu').model
@@ -371,6 +389,7 @@ COMMON = {
 CLS_DOORS = dict(
     COMMON, **{
         'mmpretrain get_model': door_get_model,
+        'mmbeit get_model': door_mmbeit_get_model,
         'ImageClassificationInferencer': door_cls_inferencer,
         'mmpretrain tools/train.py': door_tool('mmpretrain', 'train.py'),
         'mmpretrain tools/test.py': door_tool('mmpretrain', 'test.py')
@@ -378,11 +397,13 @@ CLS_DOORS = dict(
 SEG_DOORS = dict(
     COMMON, **{
         'mmseg init_model': door_init_model,
+        'mmbeit get_model': door_mmbeit_get_model,
         'MMSegInferencer': door_seg_inferencer,
         'mmseg tools/train.py': door_tool('mmseg', 'train.py'),
         'mmseg tools/test.py': door_tool('mmseg', 'test.py')
     })
-CLS_FORMATS = ('mmbeit', 'mmpretrain', 'timm', 'unilm', 'transformers')
+CLS_FORMATS = ('mmbeit', 'mmpretrain', 'timm', 'unilm', 'transformers',
+               'transformers (use_mask_token)')
 SEG_FORMATS = ('mmbeit', 'mmseg', 'transformers')
 
 
@@ -400,9 +421,10 @@ def _kwargs(work, image, sample_root, monkeypatch):
 
 @pytest.mark.parametrize('fmt', CLS_FORMATS)
 @pytest.mark.parametrize('door', list(CLS_DOORS))
-def test_classifier_door(door, fmt, cls_sources, image, work, sample_root, monkeypatch, logs):
+def test_classifier_door(door, fmt, cls_sources, cls_configs, image, work, sample_root, monkeypatch,
+                         logs):
     ckpt, expected = cls_sources[fmt]
-    got = _outputs(CLS_DOORS[door], CLS_CFG, ckpt, image[0],
+    got = _outputs(CLS_DOORS[door], cls_configs.get(fmt, CLS_CFG), ckpt, image[0],
                    **_kwargs(work, image, sample_root, monkeypatch))
     assert_close(got, expected)
     assert MISMATCH not in logs()
@@ -641,3 +663,179 @@ def test_pretrain_door(door, fmt, pre_sources, image, work, sample_root, monkeyp
     assert MISMATCH not in text
     if fmt == 'transformers':  # it has no tokenizer: kept at init, by name
         assert 'target_generator.* keeps its initialization' in text
+
+
+# ------------------------------------------------ what the checkpoint lacks: said once
+@pytest.fixture
+def warnings_logged(monkeypatch):
+    """The WARNING (and higher) messages loading gave mmengine's print_log."""
+    import logging
+
+    import mmengine.logging
+    import mmengine.runner.checkpoint
+    seen = []
+    original = mmengine.logging.print_log
+
+    def record(msg, logger=None, level=logging.INFO):
+        if level >= logging.WARNING:
+            seen.append(str(msg))
+        return original(msg, logger=logger, level=level)
+
+    monkeypatch.setattr(mmengine.logging, 'print_log', record)
+    monkeypatch.setattr(mmengine.runner.checkpoint, 'print_log', record)
+    return seen
+
+
+def _kept_warnings(seen):
+    return [m for m in seen if 'random initialisation' in m]
+
+
+@pytest.mark.parametrize('door', [d for d, fn in CLS_DOORS.items() if not getattr(fn, 'tool', 0)])
+def test_segmentation_checkpoint_into_a_classifier_warns_once(door, seg_sources, image, work,
+                                                              sample_root, monkeypatch,
+                                                              warnings_logged, logs):
+    """mmseg's UperNet-BEiT as a classifier's weights: the backbone loads, the head stays random,
+    and one plain WARNING says so, naming the head."""
+    ckpt = seg_sources['mmseg'][0]
+    _outputs(CLS_DOORS[door], CLS_CFG, ckpt, image[0],
+             **_kwargs(work, image, sample_root, monkeypatch))
+    kept = _kept_warnings(warnings_logged)
+    assert len(kept) == 1, warnings_logged
+    assert kept[0].startswith('the classification head (head.fc) is not in ')
+    assert 'keeps its random initialisation; fine-tune it or load a classification checkpoint' \
+        in kept[0]
+    assert MISMATCH not in logs()
+
+
+@pytest.mark.parametrize('door', list(COMMON) + ['mmseg init_model', 'mmbeit get_model'])
+def test_classifier_checkpoint_into_a_segmentor_warns_once(door, cls_sources, image, work,
+                                                           sample_root, monkeypatch,
+                                                           warnings_logged):
+    _outputs(SEG_DOORS[door], SEG_CFG, cls_sources['mmpretrain'][0], image[0],
+             **_kwargs(work, image, sample_root, monkeypatch))
+    kept = _kept_warnings(warnings_logged)
+    assert len(kept) == 1, warnings_logged
+    for part in ('the segmentation neck (neck.*)', 'the decode head (UPerHead) (decode_head.*)',
+                 'the auxiliary head (FCNHead) (auxiliary_head.*)'):
+        assert part in kept[0]
+    assert 'keep their random initialisation; fine-tune them or load a segmentation' in kept[0]
+
+
+@pytest.mark.parametrize('door', list(COMMON) + ['mmbeit get_model'])
+def test_pretraining_checkpoint_into_a_classifier_warns_once(door, pre_sources, image, work,
+                                                             sample_root, monkeypatch,
+                                                             warnings_logged):
+    _outputs(CLS_DOORS[door], CLS_CFG, pre_sources[0]['mmbeit'][0], image[0],
+             **_kwargs(work, image, sample_root, monkeypatch))
+    kept = _kept_warnings(warnings_logged)
+    assert len(kept) == 1, warnings_logged
+    assert 'the classification head (head.fc)' in kept[0] and 'classification checkpoint' in kept[0]
+
+
+def test_complete_load_gives_no_kept_warning(cls_sources, warnings_logged):
+    door_mmengine(CLS_CFG, cls_sources['timm'][0])
+    assert not _kept_warnings(warnings_logged)
+
+
+# ------------------------------------------------------- another model's checkpoint
+@pytest.fixture(scope='session')
+def vit_file(work):
+    """A timm ViT (vit_tiny_patch16_224's design at the test size): not a BEiT."""
+    from timm.models.vision_transformer import VisionTransformer
+    vit = randomize_(
+        VisionTransformer(
+            img_size=IMG,
+            patch_size=PATCH,
+            embed_dim=C,
+            depth=DEPTH,
+            num_heads=HEADS,
+            num_classes=CLASSES),
+        seed=13)
+    return _save(vit.state_dict(), str(work / 'vit_tiny.pth'))
+
+
+@pytest.mark.parametrize('door', list(dict(CLS_DOORS, **SEG_DOORS)))
+def test_a_vit_is_refused_naming_the_file_and_what_it_is(door, vit_file, image, work, sample_root,
+                                                         monkeypatch, logs):
+    from mmbeit.converters import CheckpointMismatchError
+    fn, cfg = (CLS_DOORS[door], CLS_CFG) if door in CLS_DOORS else (SEG_DOORS[door], SEG_CFG)
+    with pytest.raises(CheckpointMismatchError) as info:
+        _outputs(fn, cfg, vit_file, image[0], **_kwargs(work, image, sample_root, monkeypatch))
+    msg = str(info.value)
+    assert 'is a ViT' in msg and 'no relative position bias' in msg and 'not a BEiT' in msg
+    assert 'Expected a BEiT checkpoint' in msg
+    if door != 'torch load_state_dict':  # torch.load read it, not mmbeit: no file to name
+        assert vit_file in msg
+    assert MISMATCH not in logs()
+
+
+def test_a_vit_read_by_mmbeit_is_named_at_the_torch_door(vit_file):
+    from mmbeit.converters import CheckpointMismatchError
+    from mmbeit.utils.checkpoint_io import load_checkpoint_file
+    model = build_from_config(CLS_CFG)
+    with pytest.raises(CheckpointMismatchError, match=rf'{vit_file} is a ViT'):
+        model.load_state_dict(load_checkpoint_file(vit_file))
+
+
+def test_transformers_folder_with_a_mask_token_loads_as_a_classifier(work, image, logs):
+    """Classifiers fine-tuned from microsoft/beit-*-pt22k keep ``use_mask_token=True``: the model
+    built from such a folder has a mask token and is still a classifier (head loaded)."""
+    from transformers import BeitForImageClassification
+
+    from mmbeit.apis import get_model
+    hf = randomize_(BeitForImageClassification(hf_config(use_mask_token=True)), seed=14)
+    folder = str(work / 'hf_cls_mask_folder')
+    hf.save_pretrained(folder)
+    model = get_model(folder, pretrained=True)
+    assert model.backbone.mask_token is not None
+    with torch.no_grad():
+        assert_close(model(image[0], mode='tensor'), hf(pixel_values=image[0]).logits)
+    text = logs()
+    assert 'as a classifier' in text and 'random initialisation' not in text
+
+
+@pytest.mark.parametrize('door', ['mmbeit get_model', 'mmengine load_checkpoint'])
+def test_own_checkpoint_of_a_classifier_with_a_mask_token_round_trips(door, cls_sources,
+                                                                      cls_configs, image, work,
+                                                                      warnings_logged):
+    """Saved after loading such a folder (or fine-tuning from it): mmbeit's own keys with a mask
+    token and a classifier head load back as they are, not as a pretraining model's head."""
+    cfg = cls_configs['transformers (use_mask_token)']
+    ckpt, expected = cls_sources['transformers (use_mask_token)']
+    model = door_mmbeit_get_model(cfg, ckpt)
+    own = _save({'state_dict': model.state_dict()}, str(work / f'own_mask_{next(_unique)}.pth'))
+    with torch.no_grad():
+        assert_close(CLS_DOORS[door](cfg, own).eval()(image[0], mode='tensor'), expected)
+    assert not _kept_warnings(warnings_logged)
+
+
+def test_no_init_and_assign_build_the_same_model(cls_sources, seg_sources, image, work):
+    """A model built without initial weights and given the mapped file's tensors (no copy) has
+    the source's outputs; a checkpoint that lacks a part of it is refused, not left garbage."""
+    from mmbeit.converters import CheckpointMismatchError
+    from mmbeit.converters.load import load_pretrained, no_init
+    for fmt in ('transformers', 'mmbeit'):
+        ckpt, expected = cls_sources[fmt]
+        with no_init():
+            model = build_from_config(CLS_CFG)
+        load_pretrained(model, ckpt, assign=True, uninitialized=True)
+        ptrs = [p.data_ptr() for p in model.parameters()]
+        assert len(set(ptrs)) == len(ptrs)  # no two parameters share memory
+        with torch.no_grad():
+            assert_close(model.eval()(image[0], mode='tensor'), expected)
+    half = _save(
+        {
+            k: v.half()
+            for k, v in torch.load(cls_sources['mmbeit'][0])['state_dict'].items()
+        }, str(work / 'mmbeit_cls_fp16.pth'))
+    with no_init():
+        model = build_from_config(CLS_CFG)
+    load_pretrained(model, half, assign=True, uninitialized=True)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the model's dtype kept
+    with no_init():
+        model = build_from_config(CLS_CFG)
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'does not hold the classification head '
+            r'\(head\.fc\).*built without initial weights'):
+        load_pretrained(model, seg_sources['mmseg'][0], assign=True, uninitialized=True)

@@ -43,6 +43,10 @@ class FitResult:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     mismatched: List[str] = field(default_factory=list)  # 'key: checkpoint [..] vs model [..]'
+    # the same parts in words, for the one warning: 'the classification head (head.fc)',
+    # and the norms among them (they start as identities, not random)
+    kept_parts: List[str] = field(default_factory=list)
+    kept_norms: List[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -159,21 +163,24 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
             notes.append(f'dropped {", ".join(dropped)}: {why}')
 
     # model parts the checkpoint legitimately lacks: keep their initialization
-    kept = []
+    kept, kept_parts, kept_norms = [], [], []
     keep_init = {
-        bb + 'fc_norm.': 'the checkpoint has no fc_norm (it was not fine-tuned with '
-        'mean pooling)',
-        bb + 'mask_token': 'the checkpoint has no mask token'
+        bb + 'fc_norm.': ('the pooling norm', 'the checkpoint has no fc_norm (it was not '
+                          'fine-tuned with mean pooling)'),
+        bb + 'mask_token': ('the mask token', 'the checkpoint has no mask token')
     }
     for role, prefix in TARGET_LAYOUTS[target].items():
         if role != 'backbone.' and prefix:
-            keep_init[prefix] = f'the checkpoint has no {ROLE_NAMES[role]}'
-    for start, why in keep_init.items():
+            keep_init[prefix] = (f'the {ROLE_NAMES[role]}',
+                                 f'the checkpoint has no {ROLE_NAMES[role]}')
+    for start, (part, why) in keep_init.items():
         wanted = [k for k in model_keys if k.startswith(start)]
         if wanted and not any(k.startswith(start) for k in out):
             for k in wanted:
                 out[k] = model_state[k]
             kept.append(f'{start}* keeps its initialization: {why}')
+            words = f'{part} ({_module_name(wanted, start)})'
+            (kept_norms if start == bb + 'fc_norm.' else kept_parts).append(words)
     for k in model_keys:  # normalisation constants of data preprocessors, if persistent
         if k.startswith('data_preprocessor.') and k not in out:
             out[k] = model_state[k]
@@ -193,4 +200,13 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor],
 
     missing = sorted(model_keys - set(out))
     unexpected = sorted(set(out) - model_keys)
-    return FitResult(out, notes, kept, missing, unexpected, mismatched)
+    return FitResult(out, notes, kept, missing, unexpected, mismatched, kept_parts, kept_norms)
+
+
+def _module_name(keys: Sequence[str], prefix: str) -> str:
+    """The one key (``backbone.mask_token``), the one module that holds ``keys``
+    (``head.fc``), else ``prefix*``."""
+    if len(keys) == 1:
+        return keys[0]
+    modules = {k.rsplit('.', 1)[0] if '.' in k else k for k in keys}
+    return modules.pop() if len(modules) == 1 else prefix + '*'

@@ -22,7 +22,8 @@ from typing import List, Optional
 import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
-from .load import fit_checkpoint, is_fitted_load, log_fit, mismatch_error, state_dict_fits
+from .load import (fit_checkpoint, is_fitted_load, log_fit, mismatch_error, source_name,
+                   state_dict_fits)
 
 __all__ = ['register_conversion_hook', 'convert_on_load']
 
@@ -63,9 +64,12 @@ def convert_on_load(module: nn.Module,
     model_state = module.state_dict()
     if state_dict_fits(local, model_state):
         return
-    fit, fmt, target = fit_checkpoint(module, local, target=target, model_state=model_state)
+    where = source_name(local)
+    if prefix:
+        where = f'the keys under {prefix!r} of {where}'
+    fit, fmt, target = fit_checkpoint(
+        module, local, target=target, model_state=model_state, source=where)
     name = type(module).__name__
-    where = f'checkpoint keys under {prefix!r}' if prefix else 'checkpoint'
     if not fit.complete:
         raise mismatch_error(fit, where, fmt, name, target)
     for k in [k for k in state_dict if k.startswith(prefix)]:

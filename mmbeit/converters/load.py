@@ -9,11 +9,27 @@ and any ``load_state_dict`` of a model that carries the state-dict pre-hook of
 ``get_model``, the host libraries' tools).
 
 A load is complete or refused: what the fit stage cannot place raises
-:class:`CheckpointMismatchError`, naming the keys and the detected format.
+:class:`CheckpointMismatchError`, naming the keys and the detected format. What the
+checkpoint lacks and the model keeps at its initialization (a head the checkpoint has
+none of) is said once, in one WARNING that names the parts.
+
+Errors a caller can catch (all name the file where one was read):
+
+* :class:`CheckpointMismatchError` (a ``RuntimeError``): a valid checkpoint of another
+  model (other keys or shapes; a ViT, not a BEiT); :class:`UnknownCheckpointError`, a
+  subclass that is also a ``ValueError``: a checkpoint of no format mmbeit reads.
+* :class:`mmbeit.utils.checkpoint_io.CheckpointFileError` (a ``ValueError``): a file that
+  is not a checkpoint at all (empty, truncated, text, an HTML page).
+* ``pickle.UnpicklingError``: a file refused for safety (it would run code).
+
+Memory: a file is mapped, not read (:func:`mmbeit.utils.checkpoint_io.load_checkpoint_file`);
+the load stage copies it into the model a part at a time and gives each part's pages back,
+so loading holds about one part of the file besides the model, not a second model.
 """
 import contextlib
 import logging
 import os
+import re
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,13 +46,46 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'LoadReport', 'fit_checkpoint', 'load_converted_state_dict',
-    'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init', 'fit_checkpoint',
+    'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys or shapes do not fit the model."""
+    """A checkpoint's keys or shapes do not fit the model (a checkpoint of another model)."""
+
+
+class UnknownCheckpointError(CheckpointMismatchError, ValueError):
+    """A checkpoint in no format mmbeit reads (catch it as either base class)."""
+
+
+# keys of models that are not BEiT, and what to call them
+_VIT_QKV_BIAS = re.compile(r'(?:.*\.)?blocks\.\d+\.attn\.qkv\.bias')
+
+
+def describe_foreign(state_dict: Mapping[str, Any]) -> Optional[str]:
+    """What a checkpoint of another model is, when its keys say so (else None)."""
+    keys = list(state_dict)
+    rel = any('relative_position' in k or 'rel_pos' in k for k in keys)
+    if any(_VIT_QKV_BIAS.fullmatch(k) for k in keys) and not rel:
+        return ("a ViT (its attention has a fused qkv.bias and no relative position bias), "
+                "not a BEiT (q_bias / v_bias and BEiT's relative position bias)")
+    return None
+
+
+def conversion_error(error: Exception, state_dict: Mapping[str, Any], source: str,
+                     fmt: Optional[str]) -> CheckpointMismatchError:
+    """The error of a checkpoint that does not convert, naming the file and what it is."""
+    foreign = describe_foreign(state_dict)
+    detail = error.args[0] if error.args else str(error)
+    if foreign:
+        return CheckpointMismatchError(
+            f'{source} is {foreign}: mmbeit loads BEiT checkpoints only. Expected a BEiT '
+            f'checkpoint in one of the formats mmbeit reads. ({detail})')
+    if fmt is None:  # no format matched
+        return UnknownCheckpointError(f'{source}: {detail}')
+    return CheckpointMismatchError(f'{source} has keys of the {fmt} format but does not convert '
+                                   f'to a BEiT: {detail}')
 
 
 @dataclass
@@ -68,6 +117,37 @@ def is_fitted_load() -> bool:
     return _FITTED.get()
 
 
+# torch.nn.init's in-place initializers: every nn.Module (and mmengine's init helpers) calls them
+_INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_', 'zeros_', 'eye_',
+                   'dirac_', 'xavier_uniform_', 'xavier_normal_', 'kaiming_uniform_',
+                   'kaiming_normal_', 'orthogonal_', 'sparse_')
+
+
+@contextlib.contextmanager
+def no_init() -> Iterator[None]:
+    """Build modules without writing their initial weights (``torch.nn.init`` does nothing).
+
+    For a model whose every weight is loaded next: its parameters are allocated but never
+    written, so the memory they take is not touched until the load (with ``assign=True``,
+    never). Load with ``load_pretrained(..., assign=True, uninitialized=True)``: a part the
+    checkpoint lacks would hold whatever the memory held, so it is refused. Buffers computed
+    in constructors (index tables) are made as usual. Not thread-safe (it swaps
+    ``torch.nn.init``'s functions while the block runs), as transformers' ``no_init_weights``.
+    """
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+
+    def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, skip)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def state_dict_fits(state_dict: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> bool:
     """Whether a state dict has exactly the model's keys, as tensors of the model's shapes."""
     if len(state_dict) != len(model_state):
@@ -83,6 +163,17 @@ def _shorten(keys: List[str], n: int = 10) -> str:
     keys = sorted(keys)
     shown = ', '.join(keys[:n])
     return shown + (f', ... ({len(keys) - n} more)' if len(keys) > n else '')
+
+
+def source_name(checkpoint: Any, source: str = 'checkpoint') -> str:
+    """``source``, or the file a loaded checkpoint was mapped from when it is the default."""
+    if source != 'checkpoint' or not isinstance(checkpoint, Mapping):
+        return source
+    from mmbeit.utils.checkpoint_io import file_of
+    try:
+        return file_of(unwrap_checkpoint(checkpoint)[0]) or source
+    except ValueError:
+        return source
 
 
 def mismatch_error(fit: FitResult, source: str, fmt: str, name: str,
@@ -123,9 +214,13 @@ def fit_checkpoint(model: nn.Module,
         (the fit, the format, the target)
     """
     model_state = model.state_dict() if model_state is None else model_state
-    target = target or infer_target(model_state.keys())
+    # a root model says what it is (mmbeit.BEiTClassifier: 'classifier'); else its keys do
+    target = target or getattr(model, 'conversion_target', None) or infer_target(model_state)
     state_dict, wrapper = unwrap_checkpoint(checkpoint)
     fmt = check_format(fmt) if fmt else None
+    if not prefix and fmt in (None, 'mmbeit') and state_dict_fits(state_dict, model_state):
+        # the model's own keys and shapes (its own checkpoint): nothing to guess, as the hooks do
+        return FitResult(OrderedDict(state_dict)), 'mmbeit', target
     converted = None
     if prefix:
         try:
@@ -143,8 +238,17 @@ def fit_checkpoint(model: nn.Module,
         else:
             raise CheckpointMismatchError(f'{source}: no key starts with prefix {prefix!r}')
     if converted is None:
-        canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
+        try:
+            canonical, fmt = canonical_state_dict(state_dict, fmt, wrapper)
+        except (KeyError, ValueError) as e:
+            from .detect import FORMAT_MODULES
+            read_as = fmt or next(
+                (f for f, m in FORMAT_MODULES.items() if m.matches(state_dict, wrapper)), None)
+            raise conversion_error(e, state_dict, source, read_as) from None
         converted, left_out = assemble(canonical, target)
+    # converting read some of a mapped file (q, k, v to fuse): give those pages back
+    from mmbeit.utils.checkpoint_io import release_file_pages
+    release_file_pages(state_dict)
     return fit_state_dict(converted, model_state, target, left_out, model), fmt, target
 
 
@@ -157,10 +261,40 @@ def log_fit(fit: FitResult,
     """Say in the log what was loaded, dropped, copied, resized and kept, by name."""
     from mmengine.logging import print_log
     print_log(f'Loaded {source} into {name} ({fmt} format, as a {target})', logger=logger)
-    for note in fit.notes:
+    for note in fit.notes + fit.kept_init:
         print_log(f'  {note}', logger=logger)
-    for note in fit.kept_init:
-        print_log(f'  {note}', logger=logger, level=logging.WARNING)
+    if fit.kept_parts or fit.kept_norms:
+        print_log(
+            kept_init_warning(fit.kept_parts, fit.kept_norms, source, target),
+            logger=logger,
+            level=logging.WARNING)
+
+
+_TASK_CHECKPOINT = {
+    'classifier': 'a classification checkpoint',
+    'segmentor': 'a segmentation checkpoint',
+    'pretrain': 'a pretraining checkpoint',
+}
+
+
+def _join(parts: List[str]) -> str:
+    return parts[0] if len(parts) == 1 else ', '.join(parts[:-1]) + ' and ' + parts[-1]
+
+
+def kept_init_warning(parts: List[str], norms: List[str], source: str, target: str) -> str:
+    """One sentence naming the model parts that the checkpoint does not hold."""
+    where = 'the checkpoint' if source == 'checkpoint' else source
+    what = _TASK_CHECKPOINT.get(target, 'a checkpoint that has them')
+    if not parts:
+        return (f'{_join(norms)} {"is" if len(norms) == 1 else "are"} not in {where} and '
+                'start(s) at weight 1, bias 0; fine-tune or load ' + what)
+    one = len(parts) == 1
+    text = (f'{_join(parts)} {"is" if one else "are"} not in {where} and '
+            f'{"keeps its" if one else "keep their"} random initialisation; '
+            f'fine-tune {"it" if one else "them"} or load {what}')
+    if norms:
+        text += f' ({_join(norms)}, not in it either, starts at weight 1, bias 0)'
+    return text
 
 
 def load_converted_state_dict(model: nn.Module,
@@ -170,7 +304,9 @@ def load_converted_state_dict(model: nn.Module,
                               strict: bool = True,
                               target: Optional[str] = None,
                               source: str = 'checkpoint',
-                              logger: Any = 'current') -> LoadReport:
+                              logger: Any = 'current',
+                              assign: bool = False,
+                              uninitialized: bool = False) -> LoadReport:
     """Stages detect -> convert -> fit -> load of a loaded checkpoint into ``model``.
 
     Args:
@@ -185,17 +321,28 @@ def load_converted_state_dict(model: nn.Module,
         target: what ``model`` is (see :data:`~.layout.TARGETS`); inferred from its keys.
         source: the file's name, for messages.
         logger: mmengine logger name for the report.
+        assign: the model takes the checkpoint's tensors instead of copying them (cast to
+            the model's dtype where it differs): a mapped file's pages become the weights
+            and are read when used. Do not overwrite the file while the model lives.
+        uninitialized: the model was built under :func:`no_init`: refuse a checkpoint
+            that lacks a part of it.
 
     Raises:
         CheckpointMismatchError: keys or shapes that do not fit, named with the format.
     """
+    source = source_name(checkpoint, source)
     fit, fmt, target = fit_checkpoint(model, checkpoint, fmt, prefix, target, source=source)
     name = type(model).__name__
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)
+    if uninitialized and (fit.kept_parts or fit.kept_norms or fit.missing):
+        raise CheckpointMismatchError(
+            f'{source} does not hold {_join(fit.kept_parts + fit.kept_norms + fit.missing)} of '
+            f'{name}, which was built without initial weights (no_init); build it normally '
+            'to keep those parts at their initialization')
     state_dict = OrderedDict((k, v) for k, v in fit.state_dict.items() if k not in fit.unexpected)
-    with fitted_load():
-        model.load_state_dict(state_dict, strict=strict)
+    fit.state_dict = OrderedDict()  # what is loaded is let go part by part
+    load_in_parts(model, state_dict, strict and not fit.missing, assign=assign)
     log_fit(fit, source, name, fmt, target, logger)
     if fit.missing or fit.unexpected:
         from mmengine.logging import print_log
@@ -213,12 +360,67 @@ def load_converted_state_dict(model: nn.Module,
         unexpected=fit.unexpected)
 
 
+PART_BYTES = 16 << 20  # copy at most this much into the model before its pages go back
+
+
+def load_in_parts(model: nn.Module,
+                  state_dict: 'OrderedDict[str, torch.Tensor]',
+                  strict: bool = True,
+                  part_bytes: int = PART_BYTES,
+                  assign: bool = False) -> None:
+    """``model.load_state_dict`` of a fitted state dict, a part at a time.
+
+    After each part (about ``part_bytes``) the state dict lets go of its tensors and the
+    pages of those mapped from a file go back to the kernel
+    (:func:`~mmbeit.utils.checkpoint_io.release_file_pages`), so the load never holds
+    the file's weights beside the model's. ``state_dict`` is emptied.
+
+    Args:
+        strict: the keys are exactly the model's (checked as a whole, not per part).
+        assign: see :func:`load_converted_state_dict` (no pages are given back then: they
+            are the model's weights).
+    """
+    from mmbeit.utils.checkpoint_io import release_file_pages
+    model_state = model.state_dict()
+    if assign:  # the model's dtypes, and no tensor shared by two keys (training updates one)
+        seen = set()
+        for k, v in state_dict.items():
+            want = model_state.get(k)
+            if want is not None and v.dtype != want.dtype:
+                v = v.to(want.dtype)
+            if id(v) in seen:
+                v = v.clone()
+            seen.add(id(v))
+            state_dict[k] = v
+    if strict:
+        missing = set(model_state) - set(state_dict)
+        unexpected = set(state_dict) - set(model_state)
+        if missing or unexpected:
+            raise CheckpointMismatchError(f'missing {_shorten(list(missing))}; '
+                                          f'unexpected {_shorten(list(unexpected))}')
+    keys = list(state_dict)
+    with fitted_load():
+        while keys:
+            part: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+            size = 0
+            while keys and (not part or size < part_bytes):
+                k = keys.pop(0)
+                part[k] = state_dict.pop(k)
+                size += part[k].nbytes if isinstance(part[k], torch.Tensor) else 0
+            model.load_state_dict(part, strict=False, assign=assign)  # keys checked above
+            if not assign:
+                release_file_pages(part)
+            del part
+
+
 def load_pretrained(module: nn.Module,
                     checkpoint: Any,
                     prefix: Optional[str] = None,
                     strict: bool = True,
                     fmt: Optional[str] = None,
-                    map_location: Any = 'cpu') -> LoadReport:
+                    map_location: Any = 'cpu',
+                    assign: bool = False,
+                    uninitialized: bool = False) -> LoadReport:
     """Load a checkpoint of any known format into ``module``: the whole pipeline.
 
     Args:
@@ -230,18 +432,34 @@ def load_pretrained(module: nn.Module,
             e.g. ``'backbone.'``.
         strict: see :func:`load_converted_state_dict`.
         fmt: the checkpoint's format; detected when None.
+        assign, uninitialized: see :func:`load_converted_state_dict` (with :func:`no_init`,
+            a model built and loaded never holds its weights twice, nor reads those it does
+            not use).
 
     Returns:
         What was loaded, dropped and kept (:class:`LoadReport`).
 
     Raises:
-        CheckpointMismatchError: keys or shapes that do not fit, named with the format.
-        ValueError: an unknown format (the message lists the known ones).
+        CheckpointMismatchError: keys or shapes that do not fit, named with the format, or
+            a checkpoint of another model (a ViT: named as such).
+        UnknownCheckpointError: a checkpoint in no known format (the message lists the
+            known ones); also a ``ValueError``.
+        mmbeit.utils.checkpoint_io.CheckpointFileError: a ``ValueError``: the file is
+            empty, truncated, or no checkpoint (text, an HTML page, a Git LFS pointer).
+        pickle.UnpicklingError: a file refused for safety (it would run code).
+        FileNotFoundError: no such file.
     """
     source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) else 'checkpoint'
     loaded = read_checkpoint(checkpoint, map_location)
     return load_converted_state_dict(
-        module, loaded, fmt=fmt, prefix=prefix, strict=strict, source=str(source))
+        module,
+        loaded,
+        fmt=fmt,
+        prefix=prefix,
+        strict=strict,
+        source=str(source),
+        assign=assign,
+        uninitialized=uninitialized)
 
 
 def convert_file(src: Any,

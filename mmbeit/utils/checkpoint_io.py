@@ -12,10 +12,14 @@ download URLs atomically with the torch.hub hash check, and route mmengine's
 ``import mmbeit``.
 """
 import contextlib
+import ctypes
 import functools
 import hashlib
 import http.client
 import inspect
+import json
+import math
+import mmap
 import os
 import os.path as osp
 import pickle
@@ -24,12 +28,15 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Union
+import weakref
+import zipfile
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 __all__ = [
-    'CACHE_DIR_ENV', 'CheckpointDownloadError', 'load_checkpoint_file', 'download_checkpoint',
+    'CACHE_DIR_ENV', 'CheckpointDownloadError', 'CheckpointFileError', 'check_checkpoint_file',
+    'release_file_pages', 'file_of', 'load_checkpoint_file', 'download_checkpoint',
     'safe_torch_load', 'get_cache_dir', 'cached_path_for', 'is_url', 'register_safe_globals',
     'mmengine_safe_globals', 'make_hub_weights_only', 'register_mmengine_loaders',
     'load_from_safe_local', 'load_from_safe_http'
@@ -47,6 +54,14 @@ MapLocation = Union[None, str, torch.device, Dict[str, str], Callable]  # as tor
 
 class CheckpointDownloadError(RuntimeError):
     """A checkpoint URL could not be downloaded, or its content was wrong."""
+
+
+class CheckpointFileError(ValueError):
+    """A file that is not a readable checkpoint: empty, truncated, text, an HTML page, ...
+
+    The message names the file, what it is and what was expected. Catch it as
+    ``ValueError`` (or as this class, ``mmbeit.utils.checkpoint_io.CheckpointFileError``).
+    """
 
 
 def is_url(path: Any) -> bool:
@@ -167,20 +182,28 @@ def _fetch(url: str, f, timeout: float) -> str:
     return sha256.hexdigest()
 
 
-def safe_torch_load(path: str, map_location: MapLocation = 'cpu') -> Any:
+def safe_torch_load(path: str, map_location: MapLocation = 'cpu', mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name the file.
 
     Only tensors, containers and the allowlisted types
     (:func:`register_safe_globals`) are accepted; a pickle that would build
     anything else, or call a function, is refused.
 
+    Args:
+        path: a ``torch.save`` file.
+        map_location: as in ``torch.load``.
+        mmap: map the file instead of reading it (zip files only): the tensors are
+            backed by the file's pages, so loading holds no second copy in memory.
+
     Raises:
         pickle.UnpicklingError: The file is refused for safety.
-        RuntimeError: The file is not a readable torch checkpoint.
+        CheckpointFileError: The file is not a readable torch checkpoint (a ``ValueError``).
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        loaded = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
+        if 'truncated' in str(e):
+            raise _truncated(path, 'a torch checkpoint (legacy format)') from e
         detail = str(e).split('WeightsUnpickler error:')[-1].strip()
         detail = detail.split('\n\nCheck the documentation')[0].strip()
         raise pickle.UnpicklingError(
@@ -188,27 +211,199 @@ def safe_torch_load(path: str, map_location: MapLocation = 'cpu') -> Any:
             'objects outside the weights-only allowlist, and unpickling them '
             'could run code. Convert it to a plain state dict (or safetensors) '
             'where you trust it. Reason: ' + detail) from e
-    except (RuntimeError, EOFError, ValueError) as e:
-        raise RuntimeError(f'Cannot read the checkpoint {path}: {type(e).__name__}: {e}') from e
+    except EOFError as e:
+        raise _truncated(path, 'a torch checkpoint') from e
+    except (RuntimeError, ValueError, OSError, KeyError) as e:
+        if 'EOF' in str(e) or 'truncated' in str(e):
+            raise _truncated(path, 'a torch checkpoint', f'; {e}') from e
+        raise CheckpointFileError(f'Cannot read the checkpoint {path}: {type(e).__name__}: {e}; '
+                                  f'{EXPECTED_CHECKPOINT}') from e
+    if mmap:
+        _register_file_backed(loaded, path)
+    return loaded
 
 
-def _is_safetensors(path: str) -> bool:
-    if path.endswith('.safetensors'):
-        return True
-    # safetensors: u64 little-endian header length, then a JSON object
+# ---------------------------------------------------------------------------
+# What a file is, before anything unpickles it.
+
+EXPECTED_CHECKPOINT = ('expected a checkpoint: a torch.save file (.pth / .bin / .pt) or a '
+                       '.safetensors file')
+_ZIP_MAGIC = b'PK\x03\x04'
+_PICKLE_PROTOCOLS = (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05')
+
+
+def _truncated(path: str, what: str, detail: str = '') -> CheckpointFileError:
+    size = osp.getsize(path)
+    return CheckpointFileError(f'{path} is truncated or damaged: {what} that ends early '
+                               f'({size} bytes{detail}). Download or copy it again.')
+
+
+def _safetensors_header(path: str, head: bytes, size: int) -> Optional[dict]:
+    """The parsed header of a safetensors file (None if it is not one)."""
+    if len(head) < 10 or head[8:9] != b'{':
+        return None
+    n = int.from_bytes(head[:8], 'little')
+    if n > 100 << 20:  # no safetensors header is 100 MB of JSON
+        return None
+    if 8 + n > size:
+        raise _truncated(path, 'a safetensors file', f'; its header alone needs {8 + n}')
     with open(path, 'rb') as f:
-        head = f.read(9)
-    if len(head) < 9 or head[8:9] != b'{':
-        return False
-    return 0 < int.from_bytes(head[:8], 'little') < osp.getsize(path)
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            return None
+    if not isinstance(header, dict):
+        return None
+    ends = [
+        v['data_offsets'][1] for k, v in header.items()
+        if k != '__metadata__' and isinstance(v, dict) and 'data_offsets' in v
+    ]
+    need = 8 + n + max(ends, default=0)
+    if need > size:
+        raise _truncated(path, 'a safetensors file', f'; its header promises {need}')
+    return header
+
+
+def _describe_other(head: bytes) -> str:
+    """What a file that is no checkpoint is, from its first bytes."""
+    text = head.lstrip(b'\xef\xbb\xbf \t\r\n')
+    low = text[:64].lower()
+    if text.startswith(b'version https://git-lfs'):
+        return 'a Git LFS pointer, not the weights it points to (run `git lfs pull`)'
+    if low.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in low:
+        return ('an HTML page (a web page was saved instead of the file: download the file '
+                'itself, e.g. the "resolve" URL on the Hugging Face Hub, not the "blob" page)')
+    if low.startswith(b'<'):
+        return 'an XML or HTML document (an error page of a server?)'
+    if text.startswith((b'{', b'[')):
+        return 'a JSON file'
+    try:
+        head.decode('utf-8')
+        printable = True
+    except UnicodeDecodeError:
+        printable = False
+    if printable:
+        return f'a text file (it starts with {head[:40]!r})'
+    return f'not a checkpoint (it starts with the bytes {head[:16]!r})'
+
+
+def check_checkpoint_file(path: str) -> str:
+    """What kind of checkpoint ``path`` is, read from its bytes (nothing is unpickled).
+
+    Returns:
+        ``'zip'`` (torch.save's format since torch 1.6), ``'legacy'`` (older torch.save
+        files, and other pickles) or ``'safetensors'``.
+
+    Raises:
+        CheckpointFileError: an empty, truncated or damaged file, or a file that is no
+            checkpoint (text, an HTML page, a Git LFS pointer, ...): the message says which.
+    """
+    size = osp.getsize(path)
+    if size == 0:
+        raise CheckpointFileError(f'{path} is an empty file (0 bytes); {EXPECTED_CHECKPOINT}')
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise _truncated(path, 'a torch checkpoint (zip format)', '; its archive has no end')
+        return 'zip'
+    if _safetensors_header(path, head, size) is not None:
+        return 'safetensors'
+    if head.startswith(_PICKLE_PROTOCOLS):
+        return 'legacy'
+    raise CheckpointFileError(f'{path} is {_describe_other(head)}; {EXPECTED_CHECKPOINT}')
+
+
+# ---------------------------------------------------------------------------
+# Tensors backed by a file's pages (torch.load(mmap=True), safetensors): after the
+# loader copied one into the model, its pages can go back to the kernel, so that a
+# whole load never holds the file's weights besides the model's.
+
+_ST_DTYPES = {
+    'F64': torch.float64,
+    'F32': torch.float32,
+    'F16': torch.float16,
+    'BF16': torch.bfloat16,
+    'I64': torch.int64,
+    'I32': torch.int32,
+    'I16': torch.int16,
+    'I8': torch.int8,
+    'U8': torch.uint8,
+    'BOOL': torch.bool
+}
+# data_ptr of a file-backed storage -> (its size in bytes, the file); an entry goes with its
+# tensor (weakref.finalize), so an address reused by other memory is never taken for the file
+_FILE_BACKED: Dict[int, Tuple[int, str]] = {}
+_MADV_PAGEOUT = 21  # Linux >= 5.4: reclaim the pages (written-to pages are kept)
+_PAGE = mmap.PAGESIZE
+
+
+def _register_file_backed(obj: Any, path: str) -> None:
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type == 'cpu' and obj.untyped_storage().nbytes():
+            storage = obj.untyped_storage()
+            ptr = storage.data_ptr()
+            _FILE_BACKED[ptr] = (storage.nbytes(), path)
+            weakref.finalize(obj, _FILE_BACKED.pop, ptr, None)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _register_file_backed(v, path)
+
+
+def file_of(tensors: Any) -> Optional[str]:
+    """The file that :func:`load_checkpoint_file` mapped these tensors from, if any."""
+    values = tensors.values() if isinstance(tensors, dict) else tensors
+    for t in values:
+        if isinstance(t, torch.Tensor) and t.device.type == 'cpu':
+            entry = _FILE_BACKED.get(t.untyped_storage().data_ptr())
+            if entry is not None:
+                return entry[1]
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _madvise() -> Optional[Callable]:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def release_file_pages(tensors: Any) -> int:
+    """Give the resident pages of file-backed tensors back to the kernel.
+
+    Only tensors that :func:`load_checkpoint_file` mapped from a file are touched; they
+    stay valid (a later read maps the pages in again). Others are left alone.
+
+    Returns:
+        How many bytes were released (0 where the OS has no ``MADV_PAGEOUT``).
+    """
+    fn = _madvise()
+    if fn is None:
+        return 0
+    released = 0
+    values = tensors.values() if isinstance(tensors, dict) else tensors
+    for t in values:
+        if not isinstance(t, torch.Tensor) or t.device.type != 'cpu':
+            continue
+        storage = t.untyped_storage()
+        nbytes = _FILE_BACKED.get(storage.data_ptr(), (None, ))[0]
+        if nbytes is None:
+            continue
+        start = -(-storage.data_ptr() // _PAGE) * _PAGE  # whole pages inside the storage
+        end = (storage.data_ptr() + nbytes) // _PAGE * _PAGE
+        if end > start and fn(start, end - start, _MADV_PAGEOUT) == 0:
+            released += end - start
+    return released
 
 
 def _load_safetensors(path: str, map_location: MapLocation) -> Dict[str, torch.Tensor]:
-    try:
-        from safetensors.torch import load_file
-    except ImportError as e:
-        raise ImportError(f'Loading {path} needs safetensors: '
-                          'pip install safetensors') from e
+    """A safetensors file as tensors backed by the file's pages (mapped, copy-on-write)."""
     if map_location is None:
         device = 'cpu'
     elif isinstance(map_location, (str, torch.device)):
@@ -216,10 +411,31 @@ def _load_safetensors(path: str, map_location: MapLocation) -> Dict[str, torch.T
     else:
         raise ValueError(f'map_location for the safetensors file {path} must be '
                          f'a device (str or torch.device), got {map_location!r}')
-    try:
-        return load_file(path, device=device)
-    except Exception as e:
-        raise RuntimeError(f'Cannot read the safetensors file {path}: {e}') from e
+    with open(path, 'rb') as f:
+        n = int.from_bytes(f.read(8), 'little')
+        header = json.loads(f.read(n))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if osp.getsize(path) else None
+    out: Dict[str, torch.Tensor] = {}
+    for name, info in header.items():
+        if name == '__metadata__':
+            continue
+        dtype = _ST_DTYPES.get(info.get('dtype'))
+        if dtype is None:
+            raise CheckpointFileError(f'{path}: tensor {name!r} has dtype {info.get("dtype")!r}; '
+                                      f'mmbeit reads {sorted(_ST_DTYPES)}')
+        shape, (start, end) = info['shape'], info['data_offsets']
+        numel = math.prod(shape)
+        if end - start != numel * dtype.itemsize:
+            raise CheckpointFileError(f'{path} is damaged: tensor {name!r} of shape {shape} '
+                                      f'has {end - start} bytes')
+        if numel == 0:
+            tensor = torch.empty(shape, dtype=dtype)
+        else:
+            tensor = torch.frombuffer(
+                mapped, dtype=dtype, count=numel, offset=8 + n + start).view(shape)
+            _register_file_backed(tensor, path)
+        out[name] = tensor if device == 'cpu' else tensor.to(device)
+    return out
 
 
 def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
@@ -230,8 +446,11 @@ def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
                          check_hash: bool = True) -> dict:
     """Load a checkpoint safely from a path or an http(s) URL.
 
-    ``.safetensors`` files are read with safetensors (no pickle); anything else
-    with :func:`safe_torch_load`. URLs are downloaded first with
+    What the file is comes from its bytes (:func:`check_checkpoint_file`), not its name.
+    ``.safetensors`` files are mapped (no pickle), zip ``torch.save`` files are mapped
+    and read by :func:`safe_torch_load`: the tensors are backed by the file's pages, so
+    loading holds no second copy of the weights in memory (the loader gives the pages
+    back once copied: :func:`release_file_pages`). URLs are downloaded first with
     :func:`download_checkpoint`.
 
     Args:
@@ -244,6 +463,13 @@ def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
 
     Returns:
         The checkpoint (a state dict, or a dict holding one).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointFileError: a ``ValueError``: the file is empty, truncated, or no
+            checkpoint (text, an HTML page, ...); the message says which.
+        pickle.UnpicklingError: the file holds objects that could run code (refused).
+        TypeError: the file holds something other than a dict.
     """
     if is_url(path_or_url):
         path = download_checkpoint(path_or_url, cache_dir, timeout=timeout, check_hash=check_hash)
@@ -251,10 +477,12 @@ def load_checkpoint_file(path_or_url: Union[str, os.PathLike],
         path = osp.expanduser(os.fspath(path_or_url))
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path}')
-    if _is_safetensors(path):
+    kind = check_checkpoint_file(path)
+    if kind == 'safetensors':
         checkpoint = _load_safetensors(path, map_location)
     else:
-        checkpoint = safe_torch_load(path, map_location)
+        on_cpu = map_location is None or str(map_location) == 'cpu'
+        checkpoint = safe_torch_load(path, map_location, mmap=kind == 'zip' and on_cpu)
     if not isinstance(checkpoint, dict):
         raise TypeError(f'The checkpoint {path} holds a {type(checkpoint).__name__}; '
                         'expected a dict (a state dict, or a dict with one).')

@@ -101,9 +101,13 @@ def _apply_show_dir(cfg: Config, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
         cfg.visualizer['vis_backends'] = [dict(type='LocalVisBackend')]
     else:
-        # every test image, drawn with its predicted class and score
-        hooks['visualization'] = dict(
-            type='VisualizationHook', enable=True, interval=1, out_dir=show_dir)
+        # every test image, drawn in RGB with its predicted class and score (mmpretrain's
+        # VisualizationHook draws the BGR input as RGB, with 2 pt text on small images)
+        hooks['visualization'] = dict(type='VisualizationHook', enable=False)
+        cfg.setdefault('custom_hooks', [])
+        cfg.custom_hooks = [
+            h for h in cfg.custom_hooks if h.get('type') != 'mmbeit.ClsVisualizationHook'
+        ] + [dict(type='mmbeit.ClsVisualizationHook', interval=1, out_dir=show_dir)]
 
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -136,7 +140,25 @@ def train(cfg: Config) -> None:
         make_runner(cfg, loaders=('train_dataloader', 'val_dataloader')).train()
 
 
+#: config keys that only training reads; testing drops them (see :func:`test_only`)
+TRAIN_ONLY = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')
+
+
+def test_only(cfg: Config) -> Config:
+    """``cfg`` without its training parts, so testing needs only the test data.
+
+    mmengine builds the train loop (and its dataloader, which lists the training
+    folder) whenever something asks for ``runner.iter`` or ``runner.epoch``, as mmseg's
+    ``SegVisualizationHook`` does for every image; without a train loop they are 0.
+    """
+    for key in TRAIN_ONLY:
+        if key in cfg:
+            cfg[key] = None
+    return cfg
+
+
 def test(cfg: Config) -> dict:
-    """Build the Runner and test; returns the metrics."""
+    """Build the Runner and test (training parts dropped: only the test data is read);
+    returns the metrics."""
     with suggest_registered_names(_scope(cfg)):
-        return make_runner(cfg, loaders=('test_dataloader', )).test()
+        return make_runner(test_only(cfg), loaders=('test_dataloader', )).test()

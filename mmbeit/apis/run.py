@@ -6,7 +6,8 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction for th
 from mmengine.runner import Runner
 
 import mmbeit  # noqa: F401  (compatibility fixes before any OpenMMLab import)
-from mmbeit.utils.config_check import check_data_roots, suggest_registered_names
+from mmbeit.utils.config_check import (check_data_roots, check_top_level_keys,
+                                       suggest_registered_names)
 
 
 def _scope(cfg: Config) -> str:
@@ -32,6 +33,7 @@ def build_runner_cfg(config: str,
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_top_level_keys(cfg)  # a misspelled key (train_dataloder) would be ignored
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir

@@ -396,9 +396,9 @@ vis_backends = [
 ]
 visualizer = dict(
     name='visualizer',
-    save_dir='overlays/',
+    save_dir='overlays',
     type='SegLocalVisualizer',
     vis_backends=[
         dict(type='LocalVisBackend'),
     ])
-work_dir = '/tmp/uf/wseg'
+work_dir = '/tmp/uf/w4'

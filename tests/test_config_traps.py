@@ -1,8 +1,8 @@
 """Config mistakes that used to pass silently or fail without a hint: a misspelled top-level
 key, a misspelled BEiT argument, malformed ``out_indices`` and ``img_size``."""
 import glob
-import re
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -63,8 +63,9 @@ def test_out_indices_accepted_forms():
 
 @pytest.mark.parametrize('value', [(224, 224, 224), (224, ), (64, 0), -64, 64.0, '224', None])
 def test_img_size_must_be_int_or_pair(value):
-    with pytest.raises(ValueError, match=r'img_size must be a positive int or \(H, W\).*got ' +
-                       re.escape(repr(value))):
+    with pytest.raises(
+            ValueError,
+            match=r'img_size must be a positive int or \(H, W\).*got ' + re.escape(repr(value))):
         BEiT(arch='tiny', img_size=value, patch_size=8)
 
 

@@ -103,7 +103,9 @@ def test_every_repo_path_in_docs_and_config_readmes_exists():
             if not any(osp.exists(p) for p in found):
                 missing.append(f'{rel}: {path}')
         # files of the machine the docs were written on (a reader has none of them)
-        outside += [f'{rel}: {m}' for m in re.findall(r'(?<![\w.:/-])/(?:work|home|root)/\S+', text)]
+        outside += [
+            f'{rel}: {m}' for m in re.findall(r'(?<![\w.:/-])/(?:work|home|root)/\S+', text)
+        ]
     assert not missing, missing
     assert not outside, outside
 
@@ -114,8 +116,8 @@ def _message_pattern(quoted: str) -> 're.Pattern':
     parts = re.split(r'(<[^<>]+>|\.\.\.)', quoted)
     literal = (lambda text: r'\s+'.join(re.escape(w) for w in text.split(' ')))  # noqa: E731
     return re.compile(
-        ''.join('.+?' if p.startswith('<') else '.*?' if p == '...' else literal(p)
-                for p in parts), re.S)
+        ''.join('.+?' if p.startswith('<') else '.*?' if p == '...' else literal(p) for p in parts),
+        re.S)
 
 
 def _raised(fn) -> BaseException:
@@ -165,8 +167,8 @@ def _troubleshooting_errors(tmp_path):
     torch.save({'foo.bar': torch.zeros(2)}, unknown)
     unsafe = tmp_path / 'unsafe.pth'
     torch.save({'state_dict': {}, 'ratio': fractions.Fraction(1, 3)}, unsafe)  # not allowlisted
-    onnx_model = types.SimpleNamespace(_input=types.SimpleNamespace(shape=[None] * 4),
-                                       patch_size=8, onnx_path='model.onnx')
+    onnx_model = types.SimpleNamespace(
+        _input=types.SimpleNamespace(shape=[None] * 4), patch_size=8, onnx_path='model.onnx')
     from mmbeit.deployment.onnx_model import ONNXModel
     return [
         _raised(unknown_type),

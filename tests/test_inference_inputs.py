@@ -136,6 +136,8 @@ def test_dynamic_onnx_pads_as_pytorch(seg_onnx, seg_model):
 def test_dynamic_onnx_refuses_sizes_off_the_patch_grid(seg_onnx):
     from mmbeit.deployment import build_onnx_model
     model = build_onnx_model(seg_onnx, SEG_TINY)
-    with pytest.raises(ValueError, match=r'input size 43x64 is not a multiple of the patch '
-                       r'size 8.*pad to 48x64'):
+    with pytest.raises(
+            ValueError,
+            match=r'input size 43x64 is not a multiple of the patch '
+            r'size 8.*pad to 48x64'):
         model.run(torch.zeros(1, 3, 43, 64))

@@ -5,9 +5,9 @@ Tasks: classification configs (mmpretrain scope) return ``pred_label``, ``pred_s
 ``pred_scores`` and ``pred_class`` (:mod:`.cls_inference`); segmentation configs
 (``default_scope='mmseg'``) return ``pred_mask`` and ``seg_logits``
 (:mod:`.seg_inference`). New tasks are one entry of :data:`TASK_INFERENCE`.
-Images: file paths, ``PIL.Image`` objects or BGR ``uint8`` arrays, read by :func:`mmbeit.utils.image_io.read_image`,
-whose docstring lists how grayscale, 16-bit and RGBA inputs are converted and what
-is refused.
+Images: file paths, ``PIL.Image`` objects or BGR ``uint8`` arrays, read by
+:func:`mmbeit.utils.image_io.read_image`, whose docstring lists how grayscale, 16-bit,
+RGBA and PIL inputs are converted and what is refused.
 
 The model zoo, class names and building live in :mod:`.model_zoo`,
 :mod:`.class_names` and :mod:`.builder`; their names are re-exported here for code

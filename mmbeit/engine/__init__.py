@@ -16,7 +16,7 @@ from .resumable_randomness_hook import ResumableRandomnessHook
 from .runner import BEiTRunner
 
 __all__ = [
-    'AtomicCheckpointHook', 'BEiTRunner', 'ClsVisualizationHook', 'FSDPAmpOptimWrapper', 'FSDPOptimWrapper',
-    'FSDPOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'NonFiniteCheckHook',
-    'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
+    'AtomicCheckpointHook', 'BEiTRunner', 'ClsVisualizationHook', 'FSDPAmpOptimWrapper',
+    'FSDPOptimWrapper', 'FSDPOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor',
+    'NonFiniteCheckHook', 'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
 ]

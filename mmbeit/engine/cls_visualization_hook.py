@@ -78,8 +78,7 @@ class ClsVisualizationHook(Hook):
         first = math.ceil(start / self.interval) * self.interval
         for index in range(first, start + len(samples), self.interval):
             sample = samples[index - start]
-            name = (osp.basename(sample.get('img_path'))
-                    if 'img_path' in sample else str(index))
+            name = (osp.basename(sample.get('img_path')) if 'img_path' in sample else str(index))
             visualizer.visualize_cls(
                 image=self.to_picture(data_batch['inputs'][index - start]),
                 data_sample=sample,

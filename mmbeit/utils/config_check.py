@@ -25,9 +25,9 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
-    'UnknownTypeError', 'UnknownConfigKeyError', 'registered_names', 'suggest_types', 'explain_unknown_type',
-    'suggest_registered_names', 'check_data_roots', 'check_top_level_keys', 'suggest_arguments',
-    'check_img_size', 'check_out_indices'
+    'UnknownTypeError', 'UnknownConfigKeyError', 'registered_names', 'suggest_types',
+    'explain_unknown_type', 'suggest_registered_names', 'check_data_roots', 'check_top_level_keys',
+    'suggest_arguments', 'check_img_size', 'check_out_indices'
 ]
 
 #: Scopes searched for close names (besides the config's default scope).
@@ -230,16 +230,16 @@ def check_data_roots(
 # Top-level config keys that mmengine's Runner, the OpenMMLab tools and mmbeit read, and the
 # variable names the configs of OpenMMLab conventionally define. A top-level key close to one
 # of them but not one of them is a typo that the Runner would ignore silently.
-RUNNER_KEYS = (
-    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
-    'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator',
-    'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
-    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
-    'randomness', 'experiment_name', 'cfg', 'runner_type', 'strategy', 'compile', 'tta_model',
-    'tta_pipeline', 'custom_imports', 'model_wrapper_cfg', 'vis_backends')
-CONVENTIONAL_KEYS = ('train_pipeline', 'val_pipeline', 'test_pipeline', 'dataset_type',
-                     'data_root', 'metainfo', 'crop_size', 'img_scale', 'img_ratios', 'norm_cfg',
-                     'num_classes', 'classes', 'checkpoint', 'pretrained', 'backend_args')
+RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+               'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper',
+               'param_scheduler', 'val_evaluator', 'test_evaluator', 'default_hooks',
+               'custom_hooks', 'data_preprocessor', 'load_from', 'resume', 'launcher', 'env_cfg',
+               'log_processor', 'log_level', 'visualizer', 'default_scope', 'randomness',
+               'experiment_name', 'cfg', 'runner_type', 'strategy', 'compile', 'tta_model',
+               'tta_pipeline', 'custom_imports', 'model_wrapper_cfg', 'vis_backends')
+CONVENTIONAL_KEYS = ('train_pipeline', 'val_pipeline', 'test_pipeline', 'dataset_type', 'data_root',
+                     'metainfo', 'crop_size', 'img_scale', 'img_ratios', 'norm_cfg', 'num_classes',
+                     'classes', 'checkpoint', 'pretrained', 'backend_args')
 
 
 def check_top_level_keys(cfg: Any,

@@ -136,8 +136,8 @@ def read_image(image: ImageLike) -> np.ndarray:
     if _is_pil_image(image):
         return pil_to_bgr_uint8(image)
     if not isinstance(image, (str, os.PathLike)):
-        raise TypeError(f'image must be a file path, a PIL.Image or a numpy array ({EXPECTED}), '
-                        f'got {type(image).__name__}')
+        raise TypeError(f'image must be a file path or a numpy array ({EXPECTED}) or a '
+                        f'PIL.Image, got {type(image).__name__}')
     path = os.fspath(image)
     if not osp.isfile(path):
         raise FileNotFoundError(f'image not found: {path}')

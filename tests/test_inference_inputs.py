@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mmbeit.apis import get_model, inference_model
-from mmbeit.apis.seg_inference import test_padding as padding_of
+from mmbeit.apis.seg_inference import inference_padding as padding_of
 from mmbeit.utils.image_io import read_image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

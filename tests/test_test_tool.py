@@ -99,7 +99,7 @@ def test_classification_show_dir_is_rgb_and_legible(red_val_image, tmp_path):
 def test_test_runner_drops_training_parts():
     from mmengine.config import Config
 
-    from mmbeit.apis.run import TRAIN_ONLY, test_only
-    cfg = test_only(Config.fromfile(SEG_TINY))
+    from mmbeit.apis.run import TRAIN_ONLY, without_training
+    cfg = without_training(Config.fromfile(SEG_TINY))
     assert all(cfg.get(key) is None for key in TRAIN_ONLY)
     assert cfg.test_dataloader is not None and cfg.model is not None

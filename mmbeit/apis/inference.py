@@ -62,7 +62,7 @@ def inference_model(model: Any,
         image: file path, ``PIL.Image`` (RGB, L, RGBA, I;16, ...) or BGR ``uint8`` array
             [H, W, 3] (see :mod:`mmbeit.utils.image_io`). Segmentation takes any size
             (padded to the patch size and cropped back, as
-            :func:`mmbeit.apis.seg_inference.test_padding` says).
+            :func:`mmbeit.apis.seg_inference.inference_padding` says).
         checkpoint: weights in any format mmbeit converts (path, URL, hub id, model
             folder), or an exported ``.onnx`` file (run by mmbeit.deployment).
         device: where a model that is built here runs. Defaults to ``'cpu'``.

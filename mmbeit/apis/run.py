@@ -142,11 +142,11 @@ def train(cfg: Config) -> None:
         make_runner(cfg, loaders=('train_dataloader', 'val_dataloader')).train()
 
 
-#: config keys that only training reads; testing drops them (see :func:`test_only`)
+#: config keys that only training reads; testing drops them (see :func:`without_training`)
 TRAIN_ONLY = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')
 
 
-def test_only(cfg: Config) -> Config:
+def without_training(cfg: Config) -> Config:
     """``cfg`` without its training parts, so testing needs only the test data.
 
     mmengine builds the train loop (and its dataloader, which lists the training
@@ -163,4 +163,4 @@ def test(cfg: Config) -> dict:
     """Build the Runner and test (training parts dropped: only the test data is read);
     returns the metrics."""
     with suggest_registered_names(_scope(cfg)):
-        return make_runner(test_only(cfg), loaders=('test_dataloader', )).test()
+        return make_runner(without_training(cfg), loaders=('test_dataloader', )).test()

@@ -5,7 +5,7 @@ thin layer over mmseg: build (:func:`mmbeit.apis.builder.get_model`), run the
 config's test pipeline and ``test_step`` (``whole`` or ``slide`` as the config
 says), and draw the mask over the image. Images are read by
 :func:`mmbeit.utils.image_io.read_image`: file paths, ``PIL.Image`` objects or BGR
-``uint8`` arrays, of any size (see :func:`test_padding`).
+``uint8`` arrays, of any size (see :func:`inference_padding`).
 
 :func:`mmbeit.apis.inference_model` dispatches here for configs with
 ``default_scope='mmseg'``.
@@ -23,7 +23,7 @@ from mmbeit.utils.image_io import ImageLike, read_image
 
 __all__ = [
     'is_segmentation_config', 'list_segmentation_models', 'init_segmentor', 'inference_segmentor',
-    'save_overlay', 'default_palette', 'test_padding'
+    'save_overlay', 'default_palette', 'inference_padding'
 ]
 
 
@@ -110,7 +110,7 @@ def _patch_size(model: Any) -> int:
     return int(model.cfg.model.get('backbone', {}).get('patch_size', 16))
 
 
-def test_padding(model: Any) -> dict:
+def inference_padding(model: Any) -> dict:
     """How a segmentor's inputs are padded at test time: the data preprocessor's
     ``test_cfg`` when it pads (``size`` or ``size_divisor``), else to a multiple of the
     backbone's patch size (``dict(size_divisor=p)``).
@@ -129,13 +129,13 @@ def test_padding(model: Any) -> dict:
 
 @contextlib.contextmanager
 def _padding_inputs(model: Any) -> Iterator[None]:
-    """The model's data preprocessor pads by :func:`test_padding` inside the block."""
+    """The model's data preprocessor pads by :func:`inference_padding` inside the block."""
     dp = getattr(model, 'data_preprocessor', None)
     if dp is None or not hasattr(dp, 'test_cfg'):
         yield
         return
     before = dp.test_cfg
-    dp.test_cfg = test_padding(model)
+    dp.test_cfg = inference_padding(model)
     try:
         yield
     finally:
@@ -153,7 +153,7 @@ def inference_segmentor(model_or_config: Any,
             with ``checkpoint`` on ``device``).
         image: file path, BGR ``uint8`` array [H, W, 3] or ``PIL.Image`` (see
             :mod:`mmbeit.utils.image_io`). Any size: after the test pipeline the input is
-            padded as :func:`test_padding` says, and the padding cropped off again.
+            padded as :func:`inference_padding` says, and the padding cropped off again.
         checkpoint: weights for a config; ignored for a model.
         device: device for a config; ignored for a model.
 

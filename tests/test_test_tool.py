@@ -1,5 +1,6 @@
 """tools/test.py as the README runs it, on a machine with only the validation data: no
-training folder, ``--show-dir`` overlays for segmentation and classification (RGB, legible).
+training folder, ``--show-dir`` overlays for segmentation and classification (RGB, legible),
+non-square segmentation images padded to the patch size.
 
 The tiny sample configs with a checkpoint of their initial weights; the data is the sample
 data with its training folders deleted.
@@ -52,16 +53,27 @@ def _checkpoint(config: str, path) -> str:
     return str(path)
 
 
+def _widen_first_seg_image(root: str) -> None:
+    """The first validation image and its annotation at 96x64 (W x H): the test pipeline's
+    64-pixel resize makes it 64x43, not a multiple of the 8-pixel patches."""
+    for sub, resample in (('images', Image.BILINEAR), ('annotations', Image.NEAREST)):
+        folder = osp.join(root, sub, 'validation')
+        path = osp.join(folder, sorted(os.listdir(folder))[0])
+        Image.open(path).resize((96, 64), resample).save(path)
+
+
 def test_segmentation_show_dir_without_training_data(val_only, tmp_path, monkeypatch):
     # mmseg's SegVisualizationHook asks runner.iter for every image, which built the train
     # loop and listed the (absent) training folder: a crash after the first image
     monkeypatch.chdir(tmp_path)  # the README's relative overlays/ folder
     ckpt = _checkpoint(SEG_TINY, tmp_path / 'seg.pth')
     root = osp.join(val_only, 'ade')
+    _widen_first_seg_image(root)  # a non-square photo: padded to the patch size, as mmseg does
     _tool(SEG_TINY, ckpt, '--show-dir', 'overlays/', '--work-dir', str(tmp_path / 'work'),
           '--cfg-options', f'test_dataloader.dataset.data_root={root}')
-    pngs = glob.glob(str(tmp_path / 'overlays' / '**' / '*.png'), recursive=True)
+    pngs = sorted(glob.glob(str(tmp_path / 'overlays' / '**' / '*.png'), recursive=True))
     assert len(pngs) == 2, pngs
+    assert Image.open(pngs[0]).size == (96 * 2, 64)  # mmseg draws image | prediction
     assert osp.isfile(tmp_path / 'work' / 'test_metrics.json')
 
 

@@ -65,6 +65,7 @@ def build_runner_cfg(config: str,
     if out is not None and not out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {out}: predictions are dumped as a pickle (.pkl); the metrics '
                          f'are written to <work_dir>/test_metrics.json')
+    _pad_segmentation_inputs(cfg)
     if tta:
         _apply_tta(cfg)
     if out is not None:
@@ -74,6 +75,24 @@ def build_runner_cfg(config: str,
     if show_dir is not None:
         _apply_show_dir(cfg, show_dir)
     return cfg
+
+
+def _pad_segmentation_inputs(cfg: Config) -> None:
+    """A BEiT segmentor without test-time padding pads its inputs to the patch size.
+
+    mmseg pads test images only by ``model.data_preprocessor.test_cfg`` (``size`` or
+    ``size_divisor``); without it, a test image that the pipeline resizes to a side that is
+    not a multiple of the patch size (a panorama under the 640 short-edge rescale) stops the
+    test. The padding is cropped off the prediction, as ``inference_model`` does.
+    """
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone') or {}
+    dp = model.get('data_preprocessor')
+    if _scope(cfg) != 'mmseg' or 'BEiT' not in str(backbone.get('type', '')) or dp is None:
+        return
+    pads = dp.get('test_cfg') or {}
+    if not (pads.get('size') or pads.get('size_divisor')):
+        dp['test_cfg'] = dict(size_divisor=int(backbone.get('patch_size', 16)))
 
 
 def _apply_tta(cfg: Config) -> None:

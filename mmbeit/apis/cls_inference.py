@@ -1,8 +1,8 @@
 """Image classification of one image: the config's test pipeline and ``test_step``.
 
-The image is read by :func:`mmbeit.utils.image_io.read_image` (files and BGR arrays,
-one colour convention), then goes through the config's test pipeline without its
-loading step, as ``tools/test.py`` would prepare it.
+The image is read by :func:`mmbeit.utils.image_io.read_image` (files, ``PIL.Image``
+objects and BGR arrays, one colour convention), then goes through the config's test
+pipeline without its loading step, as ``tools/test.py`` would prepare it.
 """
 import copy
 from typing import Any, Callable

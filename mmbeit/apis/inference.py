@@ -5,9 +5,9 @@ Tasks: classification configs (mmpretrain scope) return ``pred_label``, ``pred_s
 ``pred_scores`` and ``pred_class`` (:mod:`.cls_inference`); segmentation configs
 (``default_scope='mmseg'``) return ``pred_mask`` and ``seg_logits``
 (:mod:`.seg_inference`). New tasks are one entry of :data:`TASK_INFERENCE`.
-Images: file paths or BGR ``uint8`` arrays, read by :func:`mmbeit.utils.image_io.read_image`,
-whose docstring lists how grayscale, 16-bit and RGBA inputs are converted and what
-is refused.
+Images: file paths, ``PIL.Image`` objects or BGR ``uint8`` arrays, read by
+:func:`mmbeit.utils.image_io.read_image`, whose docstring lists how grayscale, 16-bit,
+RGBA and PIL inputs are converted and what is refused.
 
 The model zoo, class names and building live in :mod:`.model_zoo`,
 :mod:`.class_names` and :mod:`.builder`; their names are re-exported here for code
@@ -59,7 +59,10 @@ def inference_model(model: Any,
             config path or Config (weights from ``checkpoint``, else the config's
             ``load_from``, else the initial weights with a warning), or a model from
             ``get_model``.
-        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`mmbeit.utils.image_io`).
+        image: file path, ``PIL.Image`` (RGB, L, RGBA, I;16, ...) or BGR ``uint8`` array
+            [H, W, 3] (see :mod:`mmbeit.utils.image_io`). Segmentation takes any size
+            (padded to the patch size and cropped back, as
+            :func:`mmbeit.apis.seg_inference.inference_padding` says).
         checkpoint: weights in any format mmbeit converts (path, URL, hub id, model
             folder), or an exported ``.onnx`` file (run by mmbeit.deployment).
         device: where a model that is built here runs. Defaults to ``'cpu'``.

@@ -6,7 +6,8 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction for th
 from mmengine.runner import Runner
 
 import mmbeit  # noqa: F401  (compatibility fixes before any OpenMMLab import)
-from mmbeit.utils.config_check import check_data_roots, suggest_registered_names
+from mmbeit.utils.config_check import (check_data_roots, check_top_level_keys,
+                                       suggest_registered_names)
 
 
 def _scope(cfg: Config) -> str:
@@ -32,6 +33,7 @@ def build_runner_cfg(config: str,
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_top_level_keys(cfg)  # a misspelled key (train_dataloder) would be ignored
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -63,6 +65,7 @@ def build_runner_cfg(config: str,
     if out is not None and not out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {out}: predictions are dumped as a pickle (.pkl); the metrics '
                          f'are written to <work_dir>/test_metrics.json')
+    _pad_segmentation_inputs(cfg)
     if tta:
         _apply_tta(cfg)
     if out is not None:
@@ -72,6 +75,24 @@ def build_runner_cfg(config: str,
     if show_dir is not None:
         _apply_show_dir(cfg, show_dir)
     return cfg
+
+
+def _pad_segmentation_inputs(cfg: Config) -> None:
+    """A BEiT segmentor without test-time padding pads its inputs to the patch size.
+
+    mmseg pads test images only by ``model.data_preprocessor.test_cfg`` (``size`` or
+    ``size_divisor``); without it, a test image that the pipeline resizes to a side that is
+    not a multiple of the patch size (a panorama under the 640 short-edge rescale) stops the
+    test. The padding is cropped off the prediction, as ``inference_model`` does.
+    """
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone') or {}
+    dp = model.get('data_preprocessor')
+    if _scope(cfg) != 'mmseg' or 'BEiT' not in str(backbone.get('type', '')) or dp is None:
+        return
+    pads = dp.get('test_cfg') or {}
+    if not (pads.get('size') or pads.get('size_divisor')):
+        dp['test_cfg'] = dict(size_divisor=int(backbone.get('patch_size', 16)))
 
 
 def _apply_tta(cfg: Config) -> None:
@@ -101,9 +122,13 @@ def _apply_show_dir(cfg: Config, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
         cfg.visualizer['vis_backends'] = [dict(type='LocalVisBackend')]
     else:
-        # every test image, drawn with its predicted class and score
-        hooks['visualization'] = dict(
-            type='VisualizationHook', enable=True, interval=1, out_dir=show_dir)
+        # every test image, drawn in RGB with its predicted class and score (mmpretrain's
+        # VisualizationHook draws the BGR input as RGB, with 2 pt text on small images)
+        hooks['visualization'] = dict(type='VisualizationHook', enable=False)
+        cfg.setdefault('custom_hooks', [])
+        cfg.custom_hooks = [
+            h for h in cfg.custom_hooks if h.get('type') != 'mmbeit.ClsVisualizationHook'
+        ] + [dict(type='mmbeit.ClsVisualizationHook', interval=1, out_dir=show_dir)]
 
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -136,7 +161,25 @@ def train(cfg: Config) -> None:
         make_runner(cfg, loaders=('train_dataloader', 'val_dataloader')).train()
 
 
+#: config keys that only training reads; testing drops them (see :func:`without_training`)
+TRAIN_ONLY = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')
+
+
+def without_training(cfg: Config) -> Config:
+    """``cfg`` without its training parts, so testing needs only the test data.
+
+    mmengine builds the train loop (and its dataloader, which lists the training
+    folder) whenever something asks for ``runner.iter`` or ``runner.epoch``, as mmseg's
+    ``SegVisualizationHook`` does for every image; without a train loop they are 0.
+    """
+    for key in TRAIN_ONLY:
+        if key in cfg:
+            cfg[key] = None
+    return cfg
+
+
 def test(cfg: Config) -> dict:
-    """Build the Runner and test; returns the metrics."""
+    """Build the Runner and test (training parts dropped: only the test data is read);
+    returns the metrics."""
     with suggest_registered_names(_scope(cfg)):
-        return make_runner(cfg, loaders=('test_dataloader', )).test()
+        return make_runner(without_training(cfg), loaders=('test_dataloader', )).test()

@@ -4,16 +4,18 @@ The segmentors are mmseg's ``EncoderDecoder`` with mmbeit's BEiT, so this is a
 thin layer over mmseg: build (:func:`mmbeit.apis.builder.get_model`), run the
 config's test pipeline and ``test_step`` (``whole`` or ``slide`` as the config
 says), and draw the mask over the image. Images are read by
-:func:`mmbeit.utils.image_io.read_image`: file paths or BGR ``uint8`` arrays.
+:func:`mmbeit.utils.image_io.read_image`: file paths, ``PIL.Image`` objects or BGR
+``uint8`` arrays, of any size (see :func:`inference_padding`).
 
 :func:`mmbeit.apis.inference_model` dispatches here for configs with
 ``default_scope='mmseg'``.
 """
+import contextlib
 import copy
 import os
 import os.path as osp
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from mmbeit.utils.image_io import ImageLike, read_image
 
 __all__ = [
     'is_segmentation_config', 'list_segmentation_models', 'init_segmentor', 'inference_segmentor',
-    'save_overlay', 'default_palette'
+    'save_overlay', 'default_palette', 'inference_padding'
 ]
 
 
@@ -101,6 +103,45 @@ def _test_pipeline(cfg: Any):
         return Compose([TRANSFORMS.build(t) for t in steps])
 
 
+def _patch_size(model: Any) -> int:
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(getattr(backbone, 'patch_size', None), int):
+        return backbone.patch_size
+    return int(model.cfg.model.get('backbone', {}).get('patch_size', 16))
+
+
+def inference_padding(model: Any) -> dict:
+    """How a segmentor's inputs are padded at test time: the data preprocessor's
+    ``test_cfg`` when it pads (``size`` or ``size_divisor``), else to a multiple of the
+    backbone's patch size (``dict(size_divisor=p)``).
+
+    mmseg pads test images only when ``model.data_preprocessor.test_cfg`` says so
+    (``data_preprocessor.size`` / ``size_divisor`` pad training batches only); the
+    padding is cropped off the logits again. Without it, an image that the test
+    pipeline resizes to a side that is not a multiple of the patch size (a non-square
+    photo) is refused by the patch embedding.
+    """
+    dp_cfg = getattr(getattr(model, 'data_preprocessor', None), 'test_cfg', None) or {}
+    if dp_cfg.get('size') or dp_cfg.get('size_divisor'):
+        return dict(dp_cfg)
+    return dict(size_divisor=_patch_size(model))
+
+
+@contextlib.contextmanager
+def _padding_inputs(model: Any) -> Iterator[None]:
+    """The model's data preprocessor pads by :func:`inference_padding` inside the block."""
+    dp = getattr(model, 'data_preprocessor', None)
+    if dp is None or not hasattr(dp, 'test_cfg'):
+        yield
+        return
+    before = dp.test_cfg
+    dp.test_cfg = inference_padding(model)
+    try:
+        yield
+    finally:
+        dp.test_cfg = before
+
+
 def inference_segmentor(model_or_config: Any,
                         image: ImageLike,
                         checkpoint: Optional[str] = None,
@@ -110,7 +151,9 @@ def inference_segmentor(model_or_config: Any,
     Args:
         model_or_config: a model from :func:`init_segmentor`, or what it takes (then built
             with ``checkpoint`` on ``device``).
-        image: file path or BGR ``uint8`` array [H, W, 3] (see :mod:`mmbeit.utils.image_io`).
+        image: file path, BGR ``uint8`` array [H, W, 3] or ``PIL.Image`` (see
+            :mod:`mmbeit.utils.image_io`). Any size: after the test pipeline the input is
+            padded as :func:`inference_padding` says, and the padding cropped off again.
         checkpoint: weights for a config; ignored for a model.
         device: device for a config; ignored for a model.
 
@@ -131,7 +174,7 @@ def inference_segmentor(model_or_config: Any,
     img = read_image(image)  # BGR uint8 [H, W, 3]
     data = _test_pipeline(model.cfg)(dict(img=img, img_id=0))
     batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
-    with torch.no_grad():
+    with torch.no_grad(), _padding_inputs(model):
         result = model.test_step(batch)[0]
     return dict(
         pred_mask=result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64),

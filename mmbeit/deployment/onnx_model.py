@@ -103,6 +103,9 @@ class ONNXModel(BaseModel):
             meta['classes'] = tuple(meta['classes'])
         self.dataset_meta = meta
         self._input = self.session.get_inputs()[0]
+        # exported models take sides that are multiples of the patch size (inference_model
+        # pads segmentation inputs to them, as it does for the PyTorch model)
+        self.patch_size = int((cfg.model.get('backbone') or {}).get('patch_size', 16))
         if task == 'segmentation':
             head = cfg.model.decode_head
             # what mmseg's BaseSegmentor.postprocess_result reads from the segmentor
@@ -120,6 +123,14 @@ class ONNXModel(BaseModel):
                 raise ValueError(f'{self.onnx_path} was exported for inputs {expected} '
                                  f'(fixed shape), got {list(shape)}; export with --dynamic '
                                  'to run other sizes')
+        H, W = shape[-2:]
+        p = self.patch_size
+        if H % p or W % p:
+            raise ValueError(
+                f'{self.onnx_path}: input size {H}x{W} is not a multiple of the patch size {p}; '
+                f'expected sides that are multiples of {p} (e.g. pad to '
+                f'{-(-H // p) * p}x{-(-W // p) * p}: mmbeit.apis.inference_model pads images, or '
+                f'set model.data_preprocessor.test_cfg=dict(size_divisor={p}) in the config)')
         x = inputs.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {self._input.name: x})[0])
 

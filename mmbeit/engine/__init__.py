@@ -6,6 +6,7 @@ wrappers (``OPTIM_WRAPPERS``) and ``BEiTRunner``
 (``RUNNERS``). It imports mmengine's Runner: the models never import it.
 """
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .cls_visualization_hook import ClsVisualizationHook
 from .fsdp_optim_wrapper import FSDPAmpOptimWrapper, FSDPOptimWrapper
 from .fsdp_optim_wrapper_constructor import FSDPOptimWrapperConstructor
 from .fsdp_wrap_policy import beit_fsdp_wrap_policy
@@ -15,7 +16,7 @@ from .resumable_randomness_hook import ResumableRandomnessHook
 from .runner import BEiTRunner
 
 __all__ = [
-    'AtomicCheckpointHook', 'BEiTRunner', 'FSDPAmpOptimWrapper', 'FSDPOptimWrapper',
-    'FSDPOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'NonFiniteCheckHook',
-    'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
+    'AtomicCheckpointHook', 'BEiTRunner', 'ClsVisualizationHook', 'FSDPAmpOptimWrapper',
+    'FSDPOptimWrapper', 'FSDPOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor',
+    'NonFiniteCheckHook', 'NonFiniteLossError', 'ResumableRandomnessHook', 'beit_fsdp_wrap_policy'
 ]

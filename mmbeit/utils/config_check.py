@@ -1,4 +1,6 @@
-"""Config mistakes caught early and explained: unknown ``type`` names and missing data roots.
+"""Config mistakes caught early and explained: unknown ``type`` names, missing data roots,
+misspelled top-level keys and component arguments, and malformed ``img_size`` /
+``out_indices``.
 
 mmengine reports an unknown ``type`` as ``KeyError: 'Foo is not in the
 mmpretrain::model registry...'`` without saying what *is* there.
@@ -23,8 +25,9 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
-    'UnknownTypeError', 'registered_names', 'suggest_types', 'explain_unknown_type',
-    'suggest_registered_names', 'check_data_roots'
+    'UnknownTypeError', 'UnknownConfigKeyError', 'registered_names', 'suggest_types',
+    'explain_unknown_type', 'suggest_registered_names', 'check_data_roots', 'check_top_level_keys',
+    'suggest_arguments', 'check_img_size', 'check_out_indices'
 ]
 
 #: Scopes searched for close names (besides the config's default scope).
@@ -45,6 +48,10 @@ class UnknownTypeError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ''
+
+
+class UnknownConfigKeyError(UnknownTypeError):
+    """A top-level config key that the Runner would ignore, close to one it reads."""
 
 
 def _root_registry(registry_name: str):
@@ -218,3 +225,115 @@ def check_data_roots(
                 f'{where}.data_root {root!r} does not exist (resolved to '
                 f'{osp.abspath(osp.expanduser(root))}, working directory {osp.abspath(".")}). '
                 f'{hint}point it at your data with --cfg-options {where}.data_root=PATH.')
+
+
+# Top-level config keys that mmengine's Runner, the OpenMMLab tools and mmbeit read, and the
+# variable names the configs of OpenMMLab conventionally define. A top-level key close to one
+# of them but not one of them is a typo that the Runner would ignore silently.
+RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+               'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper',
+               'param_scheduler', 'val_evaluator', 'test_evaluator', 'default_hooks',
+               'custom_hooks', 'data_preprocessor', 'load_from', 'resume', 'launcher', 'env_cfg',
+               'log_processor', 'log_level', 'visualizer', 'default_scope', 'randomness',
+               'experiment_name', 'cfg', 'runner_type', 'strategy', 'compile', 'tta_model',
+               'tta_pipeline', 'custom_imports', 'model_wrapper_cfg', 'vis_backends')
+CONVENTIONAL_KEYS = ('train_pipeline', 'val_pipeline', 'test_pipeline', 'dataset_type', 'data_root',
+                     'metainfo', 'crop_size', 'img_scale', 'img_ratios', 'norm_cfg', 'num_classes',
+                     'classes', 'checkpoint', 'pretrained', 'backend_args')
+
+
+def check_top_level_keys(cfg: Any,
+                         known: Tuple[str, ...] = RUNNER_KEYS + CONVENTIONAL_KEYS,
+                         cutoff: float = 0.8) -> None:
+    """Raise ``KeyError`` for a top-level key that looks like a misspelled Runner key.
+
+    mmengine's Runner ignores top-level keys it does not read, so ``train_dataloder``
+    leaves the ``train_dataloader`` of the ``_base_`` config in place without a word.
+    A key that is not in ``known`` and whose closest known name (difflib ratio >=
+    ``cutoff``) is a Runner key is refused. Config variables of your own stay free: any name not
+    close to a Runner key, and any name starting with ``_``.
+
+    Raises:
+        UnknownConfigKeyError: (a ``KeyError``) names the key, the closest known key and
+            how to keep a variable.
+    """
+    keys = [k for k in cfg.keys() if isinstance(k, str) and not k.startswith('_')]
+    for key in keys:
+        if key in known:
+            continue
+        # the closest of all known names: 'test_pipline' is the variable test_pipeline
+        close = difflib.get_close_matches(key, known, n=1, cutoff=cutoff)
+        if close and close[0] in RUNNER_KEYS:
+            present = (' (the config also sets it, so this value would be ignored)'
+                       if close[0] in keys else '')
+            raise UnknownConfigKeyError(
+                f'unknown top-level config key {key!r}: did you mean {close[0]!r}?{present} '
+                f'The Runner ignores keys it does not read. A variable of your own that is '
+                f'this close to a Runner key needs a leading underscore (_{key}).')
+
+
+def suggest_arguments(cls: type) -> type:
+    """Class decorator: an unknown keyword argument of ``cls(...)`` raises a ``TypeError``
+    naming the closest argument (Python's own names none), e.g. ``drop_path_rat`` ->
+    ``drop_path_rate``. The signature is kept (``inspect.signature`` follows the wrapper)."""
+    import functools
+    import inspect
+    init = cls.__init__
+    params = inspect.signature(init).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return cls  # takes any keyword
+    names = [n for n, p in params.items() if n != 'self' and p.kind is not p.VAR_POSITIONAL]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            parts = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                parts.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+            raise TypeError(f'{cls.__name__} got unknown argument(s) {", ".join(parts)}; '
+                            f'its arguments are: {", ".join(names)}')
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def check_img_size(img_size: Any) -> Tuple[int, int]:
+    """``img_size`` as ``(H, W)``: an int or a sequence of two positive ints, else
+    ``ValueError`` naming the value."""
+    if isinstance(img_size, bool):
+        values = None
+    elif isinstance(img_size, int):
+        values = (img_size, img_size)
+    elif isinstance(img_size, (list, tuple)) and len(img_size) == 2:
+        values = tuple(img_size)
+    else:
+        values = None
+    if values is None or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ValueError(f'img_size must be a positive int or (H, W), two positive ints; '
+                         f'got {img_size!r}')
+    return values
+
+
+def check_out_indices(out_indices: Any, num_layers: int) -> List[int]:
+    """``out_indices`` as layer indices in ``[0, num_layers)``: an int or a list / tuple of ints
+    in ``[-num_layers, num_layers)`` (negative counts from the end), else ``ValueError``."""
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = [out_indices]
+    expected = (f'an int or a list/tuple of ints in [-{num_layers}, {num_layers}) '
+                f'({num_layers} layers)')
+    if not isinstance(out_indices, (list, tuple)) or not out_indices:
+        raise ValueError(f'out_indices must be {expected}; got {out_indices!r}')
+    indices = []
+    for i in out_indices:
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise ValueError(f'out_indices entry {i!r} of {out_indices!r} is not an int; '
+                             f'out_indices must be {expected}')
+        if not -num_layers <= i < num_layers:
+            raise ValueError(f'out_indices entry {i} of {out_indices!r} is out of range for '
+                             f'{num_layers} layers; out_indices must be {expected}')
+        indices.append(i + num_layers if i < 0 else i)
+    return indices

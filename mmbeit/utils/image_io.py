@@ -1,7 +1,7 @@
 """The one image reader of mmbeit.apis, and its colour convention.
 
 Every image that ``inference_model``, ``inference_segmentor``, ``save_overlay`` and
-the MIM visualizer take is a file path or a numpy array, and arrays are **BGR**
+the MIM visualizer take is a file path, a ``PIL.Image`` or a numpy array, and arrays are **BGR**
 (OpenMMLab's convention: what ``cv2.imread`` and ``mmcv.imread`` give, and what the
 configs' ``LoadImageFromFile`` gives the test pipelines, whose data preprocessors
 turn it into RGB with ``to_rgb`` / ``bgr_to_rgb``). Pictures that mmbeit draws for
@@ -22,6 +22,22 @@ float, bool, signed arrays        refused: the value range is ambiguous; convert
                                   [0, 1] floats)
 an empty file, a non-image file   refused, naming the file
 ================================  ===================================================
+
+``PIL.Image`` objects (what transformers' image processors take) are read by their
+mode, with the same conversions as files:
+
+================================  ===================================================
+``RGB``                           its colours (returned in BGR order)
+``L``, ``1``, ``LA``              the gray value in all three channels (``LA``: alpha
+                                  dropped)
+``RGBA``, ``RGBa``                the alpha channel dropped (not composited)
+``I;16`` (16-bit, any byte        ``value >> 8`` (the high byte), as for 16-bit files
+order), ``I`` with values in
+[0, 65535]
+``P``, ``PA``, ``CMYK``,          converted to RGB by Pillow (``P``/``PA``: alpha
+``YCbCr``, ``LAB``, ``HSV``       dropped)
+``F``, ``I`` outside [0, 65535]   refused: the value range is ambiguous
+================================  ===================================================
 """
 import os
 import os.path as osp
@@ -29,9 +45,9 @@ from typing import Union
 
 import numpy as np
 
-__all__ = ['ImageLike', 'read_image', 'to_bgr_uint8']
+__all__ = ['ImageLike', 'read_image', 'to_bgr_uint8', 'pil_to_bgr_uint8']
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = Union[str, os.PathLike, np.ndarray, 'PIL.Image.Image']  # noqa: F821
 
 EXPECTED = 'a uint8 array [H, W, 3] in BGR order (or [H, W] grayscale)'
 
@@ -65,20 +81,63 @@ def to_bgr_uint8(array: np.ndarray, name: str = 'image array') -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _is_pil_image(image: object) -> bool:
+    """Whether ``image`` is a ``PIL.Image.Image`` (without importing Pillow otherwise)."""
+    import sys
+    pil = sys.modules.get('PIL.Image')
+    return pil is not None and isinstance(image, pil.Image)
+
+
+def pil_to_bgr_uint8(image: 'PIL.Image.Image') -> np.ndarray:  # noqa: F821
+    """A ``PIL.Image`` -> ``uint8 [H, W, 3]`` BGR, by the mode table of the module docstring.
+
+    Raises:
+        ValueError: a mode whose value range is ambiguous (``F``; ``I`` outside [0, 65535]).
+    """
+    mode = image.mode
+    name = f'PIL image (mode {mode!r}, size {image.size[0]}x{image.size[1]})'
+    if mode in ('RGB', 'L', 'RGBA'):
+        array = np.asarray(image)
+    elif mode == '1':
+        array = np.asarray(image.convert('L'))
+    elif mode == 'LA':
+        array = np.asarray(image)[..., 0]
+    elif mode == 'RGBa':
+        array = np.asarray(image.convert('RGBA'))
+    elif mode.startswith('I;16'):
+        array = np.asarray(image).astype(np.uint16)  # native order, whatever the file's
+    elif mode == 'I':
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f'{name} has values in [{values.min()}, {values.max()}]; mode I '
+                             'is read as 16-bit, [0, 65535]. Convert it to RGB or L yourself')
+        array = values.astype(np.uint16)
+    elif mode == 'F':
+        raise ValueError(f'{name}: float images are refused, the value range is ambiguous; '
+                         'convert it yourself, e.g. image.convert("L") or to uint8 with numpy')
+    else:  # P, PA, CMYK, YCbCr, LAB, HSV, ...: Pillow knows their colours
+        array = np.asarray(image.convert('RGB'))
+    if array.ndim == 3:
+        array = array[..., :3][..., ::-1]  # RGB(A) -> BGR, alpha dropped
+    return to_bgr_uint8(np.ascontiguousarray(array), name=name)
+
+
 def read_image(image: ImageLike) -> np.ndarray:
-    """A file path or an image array -> ``uint8 [H, W, 3]`` in BGR order.
+    """A file path, a ``PIL.Image`` or an image array -> ``uint8 [H, W, 3]`` in BGR order.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: an empty file, a file that is not an image, or a refused array;
             the message names the file and what is expected.
-        TypeError: neither a path nor an array.
+        TypeError: neither a path, a PIL image nor an array.
     """
     if isinstance(image, np.ndarray):
         return to_bgr_uint8(image)
+    if _is_pil_image(image):
+        return pil_to_bgr_uint8(image)
     if not isinstance(image, (str, os.PathLike)):
-        raise TypeError(f'image must be a file path or a numpy array ({EXPECTED}), '
-                        f'got {type(image).__name__}')
+        raise TypeError(f'image must be a file path or a numpy array ({EXPECTED}) or a '
+                        f'PIL.Image, got {type(image).__name__}')
     path = os.fspath(image)
     if not osp.isfile(path):
         raise FileNotFoundError(f'image not found: {path}')

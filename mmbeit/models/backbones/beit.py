@@ -10,7 +10,6 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
-from mmengine.utils import to_2tuple
 from torch.utils.checkpoint import checkpoint
 
 from mmbeit.converters.hooks import register_conversion_hook
@@ -19,6 +18,7 @@ from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_e
 from mmbeit.layers.relative_position_bias import RelativePositionBias, RelPosWindow
 from mmbeit.layers.transformer_layer import BEiTTransformerLayer
 from mmbeit.registry import MODELS
+from mmbeit.utils.config_check import check_img_size, check_out_indices, suggest_arguments
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -50,6 +50,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
 
 
 @MODELS.register_module()
+@suggest_arguments  # an unknown keyword names the closest argument
 class BEiT(BaseModule):
     """BEiT vision transformer.
 
@@ -117,7 +118,7 @@ class BEiT(BaseModule):
         if out_type not in OUT_TYPES:
             raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
         self.out_type = out_type
-        self.img_size = tuple(to_2tuple(img_size))
+        self.img_size = check_img_size(img_size)  # (H, W); ValueError naming a bad value
         self.patch_size = patch_size
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
             raise ValueError(
@@ -128,15 +129,7 @@ class BEiT(BaseModule):
             final_norm = out_type != 'avg_featmap'
         self.final_norm = final_norm
 
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = []
-        for i in out_indices:
-            j = i + self.num_layers if i < 0 else i
-            if not 0 <= j < self.num_layers:
-                raise ValueError(
-                    f'out_indices entry {i} is out of range for {self.num_layers} layers')
-            self.out_indices.append(j)
+        self.out_indices = check_out_indices(out_indices, self.num_layers)
 
         self.patch_embed = PatchEmbed(in_channels, C, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, C))

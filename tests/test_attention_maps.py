@@ -64,8 +64,7 @@ def record_inputs(backbone):
     """Forward pre-hooks keeping each attention's input (x, window_size, shared_bias)."""
     seen = {}
     handles = [
-        layer.attn.register_forward_pre_hook(
-            lambda m, args, i=i: seen.__setitem__(i, args[:3]))
+        layer.attn.register_forward_pre_hook(lambda m, args, i=i: seen.__setitem__(i, args[:3]))
         for i, layer in enumerate(backbone.layers)
     ]
     return seen, handles
@@ -165,12 +164,12 @@ def _non_square(sample_data) -> np.ndarray:
         (MIM_CFG, dict(size=(48, 80), layer=2, patch=(0, 9)), (6, 10)),  # shared bias, resized
     ],
     ids=['classifier', 'segmentor', 'pretrain'])
-def test_maps_of_a_tiny_model_equal_attention_computed_by_hand(config, kwargs, grid, sample_data,
-                                                               tmp_path):
+def test_maps_of_a_tiny_model_equal_attention_computed_by_hand(config, kwargs, grid,
+                                                               shared_sample_data, tmp_path):
     from mmbeit.apis import get_model
     model = get_model(config)
     randomize_(model.backbone)  # (not the data preprocessor's mean and std)
-    image = _non_square(sample_data)
+    image = _non_square(shared_sample_data)
     out = str(tmp_path / 'attn.png')
     maps = visualize_attention(model, image, out, **kwargs)
     backbone = find_backbone(model)
@@ -235,7 +234,9 @@ def test_clear_errors():
         compute_attention_maps(backbone, np.zeros((32, 32, 3), np.uint8), size=30)
 
 
-def test_tool_writes_a_png_from_config_and_checkpoint(sample_data, tmp_path, monkeypatch, capsys):
+def test_tool_writes_a_png_from_config_and_checkpoint(shared_sample_data, tmp_path, monkeypatch,
+                                                      capsys):
+    sample_data = shared_sample_data
     from mmbeit.apis import get_model
     model = get_model(CLS_CFG)
     randomize_(model.backbone, seed=3)

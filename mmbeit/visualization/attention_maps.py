@@ -203,8 +203,7 @@ def _normalise(model: nn.Module, chw: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
         std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
         return (chw.flip(0)[None].float() - mean) / std
-    from mmbeit.models.data_preprocessors.two_view_data_preprocessor import \
-        TwoViewDataPreprocessor
+    from mmbeit.models.data_preprocessors.two_view_data_preprocessor import TwoViewDataPreprocessor
     if isinstance(pre, TwoViewDataPreprocessor):  # pretraining: the backbone's view is first
         return pre(dict(inputs=[chw[None], chw[None]]))['inputs'][0]
     inputs = pre(dict(inputs=[chw], data_samples=None), False)['inputs']  # mmpretrain, mmseg
@@ -372,13 +371,13 @@ def draw_attention_grid(image: np.ndarray,
     r0, r1 = patch[0] * H // h, (patch[0] + 1) * H // h
     c0, c1 = patch[1] * W // w, (patch[1] + 1) * W // w
     red = np.array([255, 0, 0], np.float32)
-    for rows, cols in (((r0, r0 + 1), (c0, c1)), ((r1 - 1, r1), (c0, c1)),
-                       ((r0, r1), (c0, c0 + 1)), ((r0, r1), (c1 - 1, c1))):
+    for rows, cols in (((r0, r0 + 1), (c0, c1)), ((r1 - 1, r1), (c0, c1)), ((r0, r1), (c0, c0 + 1)),
+                       ((r0, r1), (c1 - 1, c1))):
         marked[rows[0]:rows[1], cols[0]:cols[1]] = red
     rows = [
         [(marked.astype(np.uint8), f'patch {tuple(patch)}'),
-         (_overlay(rgb, rollout, alpha), 'rollout'),
-         (_overlay(rgb, cls.mean(0), alpha), 'cls mean'),
+         (_overlay(rgb, rollout, alpha), 'rollout'), (_overlay(rgb, cls.mean(0),
+                                                               alpha), 'cls mean'),
          (_overlay(rgb, patch_maps.mean(0), alpha), 'patch mean')],
         [(_overlay(rgb, cls[i], alpha), f'cls h{i}') for i in range(heads)],
         [(_overlay(rgb, patch_maps[i], alpha), f'patch h{i}') for i in range(heads)],

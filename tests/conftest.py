@@ -40,17 +40,25 @@ TINY_BEIT_CONFIG = dict(
     use_mean_pooling=True,
     layer_scale_init_value=0.1)
 
-#: tests (``file::function``, all parametrizations) -> their tiers, beside the modules that
-#: carry a ``pytestmark`` (test_deployment: export; test_resume, test_wheel: slow, subprocess)
+#: tests (``file::function``: every parametrization; ``file::function[id]``: one) -> their
+#: tiers, beside the modules that carry a ``pytestmark`` (test_deployment: export;
+#: test_resume, test_wheel: slow, subprocess)
 TIERS: Dict[str, Tuple[str, ...]] = {
+    'test_archs.py::test_arch[large-rel-per-layer-featmap-first+last]': ('slow', ),
+    'test_archs.py::test_arch[large-rel-shared-featmap-first+last]': ('slow', ),
+    'test_archs.py::test_arch[large-abs-featmap-first+last]': ('slow', ),
+    'test_archs.py::test_arch[large-none-featmap-first+last]': ('slow', ),
     'test_apis.py::test_import_is_lazy': ('subprocess', ),
     'test_apis.py::test_tools_test_with_a_checkpoint_url_served_on_localhost': ('subprocess', ),
     'test_apis.py::test_tools_test_out_show_dir_and_tta_for_classification': ('slow', 'subprocess'),
     'test_benchmark.py::test_every_entry_is_reported_and_mmbeit_runs': ('slow', ),
     'test_benchmark.py::test_compile_entry_compiles_only_mmbeit': ('slow', ),
+    'test_benchmark.py::test_mim_step_runs_for_every_implementation': ('slow', ),
+    'test_benchmark.py::test_missing_and_broken_peers_are_reported': ('slow', ),
     'test_compat.py::test_mmseg_needs_the_standin_in_a_fresh_interpreter': ('subprocess', ),
     'test_compat.py::test_host_libraries_import_after_mmbeit': ('subprocess', ),
     'test_compat.py::test_standin_and_loaders_wait_for_their_imports': ('slow', 'subprocess'),
+    'test_dalle_encoder.py::test_logits_match_openai_real_size': ('slow', ),
     'test_distributed.py::test_two_cpu_processes_hold_the_same_weights': ('slow', 'subprocess'),
     'test_distributed.py::test_fsdp_config_wraps_layers_and_tokenizer_and_trains_a_step':
     ('slow', 'subprocess'),
@@ -74,6 +82,7 @@ TIERS: Dict[str, Tuple[str, ...]] = {
     ('slow', 'subprocess'),
     'test_seeds.py::test_seed_001_ade20k_logits_at_a_quarter_and_the_mask': ('slow', ),
     'test_segmentation.py::test_tools_test_reports_miou_and_writes_overlays': ('slow', ),
+    'test_segmentation.py::test_inference_segmentor_on_the_trained_tiny_model': ('slow', ),
 }
 
 
@@ -83,10 +92,11 @@ def pytest_collection_modifyitems(config, items) -> None:
     a collected test (a renamed test must not drop out of its tier silently)."""
     used = set()
     for item in items:
-        key = f'{osp.basename(str(item.fspath))}::{item.originalname}'
-        for name in TIERS.get(key, ()):
-            item.add_marker(getattr(pytest.mark, name))
-            used.add(key)
+        base = osp.basename(str(item.fspath))
+        for key in {f'{base}::{item.originalname}', f'{base}::{item.name}'}:
+            for name in TIERS.get(key, ()):
+                item.add_marker(getattr(pytest.mark, name))
+                used.add(key)
     if config.args and all(osp.isdir(str(a)) for a in config.args):  # whole folders
         collected = {osp.basename(str(i.fspath)) for i in items}
         stale = [k for k in TIERS if k.split('::')[0] in collected and k not in used]

@@ -228,7 +228,8 @@ def prepare_input(model: nn.Module,
 
     Returns:
         (the view, BGR uint8 [H, W, 3]; the normalised input [1, 3, H, W] on the model's
-        device).
+        device), normalised by the model's data preprocessor (a bare backbone: ImageNet's
+        mean and std, RGB).
     """
     from PIL import Image
 

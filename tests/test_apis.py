@@ -233,27 +233,12 @@ def test_imagenet22k_config_names_the_21841_classes():
     assert classes[0] == 'organism, being' and len(set(classes)) > 21000
 
 
-def test_transformers_id2label_next_to_the_weights(tmp_path):
+def test_transformers_id2label_next_to_the_weights(tmp_path, beit_config):
     """Weights at a .../resolve/main/model.safetensors URL: the label names come from the
     config.json beside them, and the model computes what transformers computes."""
-    from transformers import BeitConfig, BeitForImageClassification
+    from transformers import BeitForImageClassification
     labels = {0: 'n01440764 tench', 1: 'goldfish, Carassius auratus', 2: 'great white shark'}
-    hf_cfg = BeitConfig(
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=256,
-        image_size=32,
-        patch_size=16,
-        use_relative_position_bias=True,
-        use_mean_pooling=True,
-        layer_norm_eps=1e-6,
-        num_labels=3,
-        id2label=labels,
-        label2id={
-            v: k
-            for k, v in labels.items()
-        })
+    hf_cfg = beit_config(num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
     torch.manual_seed(0)
     hf = BeitForImageClassification(hf_cfg).eval()
     folder = tmp_path / 'www' / 'microsoft' / 'beit-tiny' / 'resolve' / 'main'
@@ -368,7 +353,7 @@ def test_tools_test_with_a_checkpoint_url_served_on_localhost(tmp_path):
     assert 0 <= metrics['accuracy/top1'] <= 100
 
 
-def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
+def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path, shared_sample_data):
     """tools/test.py --out (predictions pickle), --show-dir (drawn predictions), --tta (flip)."""
     import json
     import pickle
@@ -376,9 +361,7 @@ def test_tools_test_out_show_dir_and_tta_for_classification(tmp_path):
     import sys
 
     from mmbeit.apis import get_model
-    from mmbeit.utils.sample_data import generate_sample_data
-    data = generate_sample_data(
-        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2, seg_train=1, seg_val=1)
+    data = shared_sample_data  # 2 validation images per class: 10
     ckpt = str(tmp_path / 'tiny.pth')
     torch.save({'state_dict': get_model(TINY_CFG).state_dict(), 'meta': {}}, ckpt)
     common = [

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.export  # tiers: tests/conftest.py, docs/testing.md
 pytest.importorskip('onnxruntime', reason='pip install -e .[deploy]')
 pytest.importorskip('onnxscript', reason='pip install -e .[deploy]')
 

@@ -415,11 +415,10 @@ def test_a_fresh_process_reads_the_env_and_works_offline_from_the_cache(tmp_path
     assert proc.returncode != 0 and 'HF_HUB_OFFLINE is set' in proc.stderr
 
 
-def test_tools_test_with_a_hub_id(tmp_path, hub):
+def test_tools_test_with_a_hub_id(tmp_path, hub, shared_sample_data):
     """tools/test.py CONFIG owner/name: the checkpoint comes through the hub."""
-    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, generate_sample_data
-    data = generate_sample_data(
-        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2, seg_train=1, seg_val=1)
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES
+    data = shared_sample_data
     hf = _hf_model(
         'classification',
         _hf_config(

@@ -24,6 +24,8 @@ import textwrap
 import pytest
 import torch
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # tiers: docs/testing.md
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
 MIM_CFG = osp.join(ROOT, 'configs/beit/beit_beit-tiny-p8_1xb32-10e_sample.py')

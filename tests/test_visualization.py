@@ -52,11 +52,9 @@ def test_grid_png_panels(tmp_path):
         draw_mim_grid(image, mask, np.zeros(5, int), pred)
 
 
-def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path):
+def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path, shared_sample_data):
     from mmbeit.apis import get_model
-    from mmbeit.utils.sample_data import generate_sample_data
-    root = generate_sample_data(
-        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=1, seg_train=1, seg_val=1)
+    root = shared_sample_data
     model = get_model(MIM_CFG)
     model.train()
     out = str(tmp_path / 'mim.png')

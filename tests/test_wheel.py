@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # tiers: docs/testing.md
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CFG = 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py'
 SEG_NAME = 'upernet_beit-tiny_1xb8-500_sample-64x64'

@@ -1,5 +1,5 @@
 """BEiT's multi-head self-attention: fused qkv, q/v biases, additive position bias."""
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,11 @@ class BEiTAttention(nn.Module):
     own: the q and v biases (BEiT has no k bias) are parameters of the
     attention, added to its output, which keeps the checkpoint keys
     ``qkv.weight``, ``q_bias``, ``v_bias`` of every BEiT format.
+
+    The attention weights are never formed unless asked for: ``weights_sink``
+    (None by default) is a callable that then receives them with the patch grid,
+    ``weights_sink(weights [B, heads, N, N], (Wh, Ww))``, while the output still
+    comes from SDPA (see :mod:`mmbeit.visualization.attention_maps`).
 
     Args:
         embed_dims: channels C.
@@ -56,6 +61,7 @@ class BEiTAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.weights_sink: Optional[Callable[[torch.Tensor, Tuple[int, int]], None]] = None
 
     def forward(self,
                 x: torch.Tensor,
@@ -80,6 +86,8 @@ class BEiTAttention(nn.Module):
             attn_bias = shared_bias if attn_bias is None else attn_bias + shared_bias
         if attn_bias is not None:
             attn_bias = attn_bias.unsqueeze(0).to(q.dtype)  # [1, heads, N, N]
+        if self.weights_sink is not None:  # only when attention maps are asked for
+            self.weights_sink(self.attention_weights(q, k, attn_bias), window_size)
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.)  # [B, heads, N, C/heads]
@@ -92,3 +100,17 @@ class BEiTAttention(nn.Module):
             x = x.clone(memory_format=torch.contiguous_format)
         x = x.reshape(B, N, C)
         return self.proj_drop(self.proj(x))
+
+    @staticmethod
+    def attention_weights(q: torch.Tensor,
+                          k: torch.Tensor,
+                          attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + bias) in fp32: what SDPA applies to v, before dropout.
+
+        q, k: [B, heads, N, d]; attn_bias: [1 or B, heads, N, N] or None.
+        Returns [B, heads, N, N]; each row sums to 1.
+        """
+        attn = (q.float() * q.shape[-1]**-0.5) @ k.float().transpose(-2, -1)  # [B, heads, N, N]
+        if attn_bias is not None:
+            attn = attn + attn_bias.float()
+        return attn.softmax(dim=-1)

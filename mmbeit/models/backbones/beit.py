@@ -88,6 +88,10 @@ class BEiT(BaseModule):
             any supported BEiT checkpoint format.
     """
 
+    #: tokens before the patch tokens: the class token (mmpretrain's ViTs name it so, and
+    #: its tools/visualization/vis_cam.py --vit-like reads it with ``patch_resolution``)
+    num_extra_tokens = 1
+
     def __init__(self,
                  arch: Union[str, dict] = 'base',
                  img_size: Union[int, Sequence[int]] = 224,

@@ -1,4 +1,4 @@
-"""Hugging Face transformers BEiT checkpoints, both ways: everything mmbeit knows of the format.
+"""Hugging Face transformers BEiT and Data2Vec-vision checkpoints: everything mmbeit knows of them.
 
 On disk (``save_pretrained``; the Hub's ``microsoft/beit-*`` models) transformers
 keeps its original names, under ``beit.`` in the task models::
@@ -19,6 +19,10 @@ transformers 5 renames these in memory (``beit.layers.{i}.attention.q_proj``,
 ``beit.shared_position_bias``, ``fpn.fpn1.conv_transpose1``,
 ``decode_head.psp_modules.blocks.{j}.conv.convolution``, ...); a ``state_dict()``
 saved with ``torch.save`` has those names, and both are read here.
+
+Data2Vec-vision (``Data2VecVisionModel`` / ``...ForImageClassification`` /
+``...ForSemanticSegmentation``, ``model_type`` ``'data2vec-vision'``) is the same
+architecture with the same module names under ``data2vec_vision.``.
 
 This module holds the format's whole knowledge:
 
@@ -45,27 +49,39 @@ from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, apply_rules, fuse_qkv, prefix_rules, split_qkv
 
 __all__ = [
-    'NAME', 'DESCRIPTION', 'PRIORITY', 'TASKS', 'ARCHITECTURES', 'MODEL_TYPES', 'CONFIG_FILE',
-    'PROCESSOR_FILE', 'WEIGHT_FILES', 'INDEX_FILES', 'HUB_WEIGHT_FILES', 'BACKBONE_RULES',
-    'HEAD_RULES', 'matches', 'convert', 'read', 'is_model_dir', 'read_model_dir',
-    'is_transformers_dir', 'load_transformers_dir', 'check_model_type', 'mmbeit_model_cfg',
-    'hf_out_index_to_layer', 'layer_to_hf_out_index', 'export', 'write_model_dir'
+    'NAME', 'DESCRIPTION', 'PRIORITY', 'TASKS', 'ARCHITECTURES', 'TASK_OF_ARCHITECTURE',
+    'MODEL_TYPES', 'CONFIG_FILE', 'PROCESSOR_FILE', 'WEIGHT_FILES', 'INDEX_FILES',
+    'HUB_WEIGHT_FILES', 'BACKBONE_RULES', 'HEAD_RULES', 'matches', 'convert', 'read',
+    'is_model_dir', 'read_model_dir', 'is_transformers_dir', 'load_transformers_dir',
+    'check_model_type', 'mmbeit_model_cfg', 'hf_out_index_to_layer', 'layer_to_hf_out_index',
+    'export', 'write_model_dir'
 ]
 
 NAME = 'transformers'
 DESCRIPTION = ('Hugging Face BeitModel / BeitFor* (beit.encoder.layer.0.attention.attention.'
-               'query...), .bin, .safetensors or a model folder')
+               'query...) or Data2VecVision* (data2vec_vision.*), .bin, .safetensors or a model '
+               'folder')
 # detection order (lowest first): its names are the most specific of all formats
 PRIORITY = 10
 
 TASKS = ('classification', 'mim', 'segmentation')
+#: task -> the BEiT task model (what the export writes)
 ARCHITECTURES = {
     'classification': 'BeitForImageClassification',
     'mim': 'BeitForMaskedImageModeling',
     'segmentation': 'BeitForSemanticSegmentation',
 }
-#: ``config.json`` ``model_type`` values of the models mmbeit reads
-MODEL_TYPES = ('beit', )
+#: ``config.json`` ``architectures`` -> task, for every model mmbeit reads
+TASK_OF_ARCHITECTURE = {
+    **{
+        arch: task
+        for task, arch in ARCHITECTURES.items()
+    },
+    'Data2VecVisionForImageClassification': 'classification',
+    'Data2VecVisionForSemanticSegmentation': 'segmentation',
+}
+#: ``config.json`` ``model_type`` -> the base model's prefix in the task models
+MODEL_TYPES = {'beit': 'beit.', 'data2vec-vision': 'data2vec_vision.'}
 
 # ------------------------------------------------------------------ the model folder
 #: a folder as ``save_pretrained`` writes it (and a Hub snapshot)
@@ -138,11 +154,10 @@ def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
 
 
 def convert(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """transformers state dict (BeitModel or a BeitFor* task model) -> mmbeit's canonical layout."""
-    if any(k.startswith('beit.') for k in state_dict):
-        rules = prefix_rules(BACKBONE_RULES, 'beit.', 'backbone.') + HEAD_RULES
-    else:  # a bare BeitModel / BeitBackbone
-        rules = prefix_rules(BACKBONE_RULES, '', 'backbone.') + HEAD_RULES
+    """transformers state dict (BeitModel, Data2VecVisionModel or one of their task models)
+    -> mmbeit's canonical layout."""
+    base = next((p for p in MODEL_TYPES.values() if any(k.startswith(p) for k in state_dict)), '')
+    rules = prefix_rules(BACKBONE_RULES, base, 'backbone.') + HEAD_RULES  # '': a bare BeitModel
     return fuse_qkv(apply_rules(state_dict, rules, NAME), NAME)
 
 
@@ -229,7 +244,7 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
         path = osp.join(config, CONFIG_FILE) if osp.isdir(config) else os.fspath(config)
         config = read_json(path)
     arch = (config.get('architectures') or ['BeitModel'])[0]
-    task = {v: k for k, v in ARCHITECTURES.items()}.get(arch, 'backbone')
+    task = TASK_OF_ARCHITECTURE.get(arch, 'backbone')
     image_size = config.get('image_size', 224)
     backbone = dict(
         arch=dict(

@@ -214,6 +214,11 @@ def read(path: str, map_location: Any = 'cpu') -> Optional[StateDict]:
     return read_model_dir(os.fspath(path), map_location)[0] if is_model_dir(path) else None
 
 
+#: the image processors' PIL resampling codes -> mmcv / mmpretrain interpolation names
+PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
+#: BEiT's own normalisation (v1 models and transformers' default); v2 uses ImageNet's
+BEIT_MEAN = BEIT_STD = (0.5, 0.5, 0.5)
+
 #: what a folder needs to be read (for errors about folders that are not)
 FOLDER_HINT = (f'a transformers model folder has {CONFIG_FILE} and one of '
                f'{" / ".join(WEIGHT_FILES + INDEX_FILES)}')
@@ -488,6 +493,49 @@ def export(parts: Mapping[str, Mapping[str, torch.Tensor]],
         config['label2id'] = {n: i for i, n in enumerate(names)}
     hf = OrderedDict((k, v.detach().contiguous().clone()) for k, v in hf.items())
     return hf, config
+
+
+def image_processor_config(size: Union[int, Sequence[int]],
+                           mean: Sequence[float] = BEIT_MEAN,
+                           std: Sequence[float] = BEIT_STD,
+                           crop_size: Union[int, Sequence[int], None] = None,
+                           interpolation: str = 'bicubic') -> dict:
+    """A ``BeitImageProcessor``'s ``preprocessor_config.json``: resize to ``size`` (h, w),
+    optionally centre-crop to ``crop_size``, rescale by 1/255, normalise by mean/std.
+
+    Args:
+        size: the resize, int or (h, w): the model's image size unless it crops.
+        mean: per-channel mean of RGB pixels in [0, 1]. Defaults to BEiT's 0.5.
+        std: per-channel std in [0, 1] units. Defaults to BEiT's 0.5.
+        crop_size: centre crop after the resize, int or (h, w); None: no crop.
+        interpolation: the resize's resampling (one of :data:`PIL_RESAMPLE`'s names).
+    """
+    resample = {name: code for code, name in PIL_RESAMPLE.items()}
+    if interpolation not in resample:
+        raise ValueError(f'interpolation {interpolation!r}: transformers\' image processors '
+                         f'resample with one of {sorted(resample)}')
+    for name, value in (('mean', mean), ('std', std)):
+        if len(value) != 3 or max(abs(float(v)) for v in value) > 1:
+            raise ValueError(f'image {name} {list(value)}: expected 3 values of RGB pixels in '
+                             '[0, 1] (divide 0-255 values by 255)')
+
+    def hw(value: Union[int, Sequence[int]]) -> dict:
+        h, w = (value, value) if isinstance(value, int) else value
+        return dict(height=int(h), width=int(w))
+
+    return dict(
+        image_processor_type='BeitImageProcessor',
+        do_resize=True,
+        size=hw(size),
+        resample=resample[interpolation],
+        do_center_crop=crop_size is not None,
+        crop_size=hw(crop_size if crop_size is not None else size),
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[float(m) for m in mean],
+        image_std=[float(s) for s in std],
+        do_reduce_labels=False)
 
 
 def write_model_dir(out_dir: str,

@@ -126,12 +126,46 @@ def test_loads_completely_with_the_source_outputs(fmt, sources):
     load_checkpoint(model, path, map_location='cpu', strict=False)
     with torch.no_grad():
         assert_close(model(x, mode='tensor'), expected)
+    # torch's own, with the file's tensors (whatever wrapper the source writes)
+    model = build(mmbeit_cfg(mean, std))
+    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    model.load_state_dict(loaded.get('model', loaded.get('state_dict', loaded)))
+    with torch.no_grad():
+        assert_close(model(x, mode='tensor'), expected)
     # and the pipeline's own, with its report
     model = build(mmbeit_cfg(mean, std))
     report = load_pretrained(model, path)
     assert report.fmt == fmt and not report.kept_init and not report.missing
     with torch.no_grad():
         assert_close(model(x, mode='tensor'), expected)
+
+
+@pytest.mark.parametrize('fmt', ['timm', 'unilm', 'mmpretrain'])
+def test_image_file_through_the_inferencer_with_imagenet_mean_std(fmt, sources, tmp_path):
+    """mmpretrain's ImageClassificationInferencer on an image file (a config with ImageNet
+    mean/std and a test pipeline): the source model's scores of the same pixels."""
+    import mmcv
+    from mmengine.config import Config
+    from mmpretrain import ImageClassificationInferencer
+    _, out = sources
+    path, ref, _ = out[fmt]
+    mean, std = imagenet_mean_std()
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+    cfg = Config(
+        dict(
+            model=mmbeit_cfg(mean, std),
+            default_scope='mmpretrain',
+            test_dataloader=dict(dataset=dict(type='CustomDataset', pipeline=pipeline))))
+    rgb = torch.randint(0, 256, (IMG, IMG, 3), generator=torch.Generator().manual_seed(5))
+    image = str(tmp_path / 'image.png')
+    mmcv.imwrite(rgb.numpy().astype('uint8')[..., ::-1], image)  # mmcv writes BGR arrays
+    scores = ImageClassificationInferencer(cfg, pretrained=path, device='cpu')(image)[0]
+    x = (rgb.permute(2, 0, 1)[None].float() -
+         torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        logits = ref(x) if fmt != 'mmpretrain' else ref(x, mode='tensor')
+    assert (torch.as_tensor(scores['pred_scores']) - logits.softmax(-1)[0]).abs().max() <= 1e-5
+    assert scores['pred_label'] == int(logits.argmax())
 
 
 @pytest.mark.parametrize('fmt', ['timm', 'unilm', 'mmpretrain'])

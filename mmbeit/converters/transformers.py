@@ -282,8 +282,7 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
             out_type='featmap',
             final_norm=False,
             out_indices=tuple(hf_out_index_to_layer(i) for i in hf_indices))
-    id2label = config.get('id2label') or {}
-    classes = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
+    classes = label_names(config)
     out = dict(
         task=task,
         backbone=backbone,
@@ -301,6 +300,15 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
             auxiliary_num_convs=config.get('auxiliary_num_convs', 1),
             auxiliary_concat_input=config.get('auxiliary_concat_input', False))
     return out
+
+
+def label_names(config: Mapping[str, Any]) -> Optional[List[str]]:
+    """``config.json``'s ``id2label`` in id order; None when it has none (or a broken one)."""
+    id2label = config.get('id2label') or {}
+    try:
+        return [id2label[k] for k in sorted(id2label, key=int)] or None
+    except (TypeError, ValueError):
+        return None
 
 
 def hf_out_index_to_layer(index: int) -> int:

@@ -121,11 +121,7 @@ def classes_from_transformers_config(config: Mapping) -> Optional[Tuple[str, ...
     Also reads timm's ``config.json`` (``label_names``)."""
     if config.get('label_names'):  # timm's hub config
         return tuple(config['label_names'])
-    id2label = config.get('id2label') or {}
-    try:
-        labels = [id2label[k] for k in sorted(id2label, key=int)]
-    except (TypeError, ValueError):
-        return None
+    labels = hf_format.label_names(config)
     if not labels or all(str(v) == f'LABEL_{i}' for i, v in enumerate(labels)):
         return None
     return tuple(labels)

@@ -35,9 +35,11 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from mmbeit.converters import transformers as hf_format
 
-__all__ = ['is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm']
+__all__ = [
+    'is_model_folder', 'config_from_folder', 'config_from_transformers', 'config_from_timm',
+    'processor_from_config'
+]
 
-_PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
 _TIMM_ARCH = re.compile(r'^beit(?:v2)?_(base|large)_patch(\d+)_(\d+)')
 
 
@@ -84,10 +86,11 @@ def _preprocessing(processor: Optional[Mapping], image_size: Tuple[int, int]) ->
     p = dict(processor or {})
     size = _size(p.get('size'), image_size) if p.get('do_resize', True) else None
     crop = _size(p.get('crop_size'), image_size) if p.get('do_center_crop', False) else None
-    interpolation = _PIL_RESAMPLE.get(p.get('resample', 3), 'bicubic')
+    interpolation = hf_format.PIL_RESAMPLE.get(p.get('resample', 3), 'bicubic')
     rescale = p.get('rescale_factor', 1 / 255) if p.get('do_rescale', True) else 1.0
-    mean = p.get('image_mean', [0.5] * 3) if p.get('do_normalize', True) else [0.] * 3
-    std = p.get('image_std', [0.5] * 3) if p.get('do_normalize', True) else [1 / rescale] * 3
+    normalize = p.get('do_normalize', True)
+    mean = p.get('image_mean', hf_format.BEIT_MEAN) if normalize else [0.] * 3
+    std = p.get('image_std', hf_format.BEIT_STD) if normalize else [1 / rescale] * 3
     # x * rescale normalised by (mean, std)  ==  x normalised by (mean / rescale, std / rescale)
     return dict(
         size=size,
@@ -112,6 +115,58 @@ def _resize_steps(pre: dict, seg: bool = False) -> list:
         h, w = pre['crop']
         steps.append(dict(type='CenterCrop', crop_size=(w, h)))
     return steps
+
+
+def _hw(value: Any) -> Tuple[int, int]:
+    """An mmcv (w, h) scale or int -> (h, w)."""
+    if isinstance(value, int):
+        return value, value
+    return int(value[1]), int(value[0])
+
+
+def processor_from_config(cfg: Mapping) -> dict:
+    """The image preprocessing of an mmbeit classifier config, for an export's
+    ``preprocessor_config.json``: the inverse of what :func:`config_from_transformers` builds.
+
+    Reads ``model.data_preprocessor`` (mean/std, 0-255 units, RGB) and the test pipeline
+    (``Resize``, ``ResizeEdge``, ``CenterCrop``).
+
+    Returns:
+        Keyword arguments of :func:`mmbeit.converters.transformers.image_processor_config`
+        (mean/std of [0, 1] pixels); only what the config sets.
+
+    Raises:
+        ValueError: settings a ``BeitImageProcessor`` cannot express (BGR input, a
+            keep-ratio resize of one side).
+    """
+    import warnings
+    out: dict = {}
+    pre = dict(cfg['model'].get('data_preprocessor') or {})
+    if pre.get('mean') is not None:
+        if not pre.get('to_rgb', False):
+            raise ValueError('the config normalises BGR pixels (data_preprocessor.to_rgb is not '
+                             'True); transformers\' image processors give the model RGB')
+        out['mean'] = [float(m) / 255 for m in pre['mean']]
+        out['std'] = [float(s) / 255 for s in pre['std']]
+    pipeline = cfg.get('test_pipeline') or (cfg.get('test_dataloader') or {}).get(
+        'dataset', {}).get('pipeline') or []
+    for step in pipeline:
+        kind = str(step['type']).split('.')[-1]
+        if kind == 'Resize':
+            if step.get('keep_ratio', False):
+                raise ValueError(f'test pipeline {dict(step)}: a keep-ratio resize; '
+                                 "transformers' BeitImageProcessor resizes to height x width")
+            out['size'] = _hw(step['scale'])
+            out['interpolation'] = step.get('interpolation', 'bilinear')
+        elif kind == 'ResizeEdge':
+            warnings.warn(f'test pipeline {dict(step)}: BeitImageProcessor resizes to a fixed '
+                          'height x width; the export resizes to a square of that side, the '
+                          'same for square images only')
+            out['size'] = _hw(int(step['scale']))
+            out['interpolation'] = step.get('interpolation', 'bilinear')
+        elif kind == 'CenterCrop':
+            out['crop_size'] = _hw(step['crop_size'])
+    return out
 
 
 def _meta(classes: Optional[Tuple[str, ...]]) -> dict:

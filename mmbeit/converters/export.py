@@ -6,7 +6,7 @@ layout to the format's own export (:func:`mmbeit.converters.transformers.export`
 its rule table and ``config.json``), which writes the names transformers uses on
 disk, so every transformers version loads the result with ``BeitFor*.from_pretrained``.
 """
-from typing import Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
@@ -31,12 +31,31 @@ def to_transformers(state_dict: Mapping[str, torch.Tensor], task: str,
     return transformers.export(parts, task, **kwargs)
 
 
-def save_transformers(state_dict: Mapping[str, torch.Tensor], out_dir: str, task: str,
+def save_transformers(state_dict: Mapping[str, torch.Tensor],
+                      out_dir: str,
+                      task: str,
+                      processor: Optional[Mapping[str, Any]] = None,
                       **kwargs) -> str:
-    """Write a folder for ``BeitFor*.from_pretrained(out_dir)``: ``config.json`` and
-    ``model.safetensors``.
+    """Write a folder for ``BeitFor*.from_pretrained(out_dir)`` and transformers'
+    ``pipeline(..., model=out_dir)``: ``config.json``, ``model.safetensors`` and
+    ``preprocessor_config.json``.
 
-    Keyword arguments are those of :func:`to_transformers`. Returns ``out_dir``.
+    Args:
+        state_dict: the weights, in any format mmbeit reads.
+        out_dir: the folder to write.
+        task: see :func:`to_transformers`.
+        processor: the image preprocessing, keyword arguments of
+            :func:`mmbeit.converters.transformers.image_processor_config` (mean, std,
+            crop_size, interpolation, size; mean/std of [0, 1] pixels). Defaults to a resize
+            to the model's image size and BEiT's 0.5 mean/std:
+            :func:`mmbeit.apis.folder_config.processor_from_config` reads them from a config.
+        **kwargs: those of :func:`to_transformers`.
+
+    Returns:
+        ``out_dir``.
     """
     hf, config = to_transformers(state_dict, task, **kwargs)
-    return transformers.write_model_dir(out_dir, hf, config)
+    settings = dict(processor or {})
+    settings.setdefault('size', config['image_size'])
+    return transformers.write_model_dir(out_dir, hf, config,
+                                        transformers.image_processor_config(**settings))

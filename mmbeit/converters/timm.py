@@ -1,4 +1,4 @@
-"""timm's ``beit_*`` models (``timm/models/beit.py``).
+"""timm's ``beit_*`` and ``beitv2_*`` models (``timm/models/beit.py``).
 
 timm keeps unilm's module names (``blocks.{i}.attn.qkv.weight``, ``gamma_1``,
 ``rel_pos_bias.relative_position_bias_table``, ``fc_norm``, ``head``) but its
@@ -13,7 +13,7 @@ from . import unilm
 from .rules import StateDict
 
 NAME = 'timm'
-DESCRIPTION = "timm's beit_* (blocks.0.attn.qkv.weight, gamma_1, head)"
+DESCRIPTION = "timm's beit_* / beitv2_* (blocks.0.attn.qkv.weight, gamma_1, head)"
 # detection order (lowest first): after unilm: what has unilm's names but is not a unilm file
 PRIORITY = 60
 RULES = unilm.RULES

@@ -1,4 +1,4 @@
-"""Hugging Face transformers BEiT checkpoints, both ways: everything mmbeit knows of the format.
+"""Hugging Face transformers BEiT and Data2Vec-vision checkpoints: everything mmbeit knows of them.
 
 On disk (``save_pretrained``; the Hub's ``microsoft/beit-*`` models) transformers
 keeps its original names, under ``beit.`` in the task models::
@@ -19,6 +19,10 @@ transformers 5 renames these in memory (``beit.layers.{i}.attention.q_proj``,
 ``beit.shared_position_bias``, ``fpn.fpn1.conv_transpose1``,
 ``decode_head.psp_modules.blocks.{j}.conv.convolution``, ...); a ``state_dict()``
 saved with ``torch.save`` has those names, and both are read here.
+
+Data2Vec-vision (``Data2VecVisionModel`` / ``...ForImageClassification`` /
+``...ForSemanticSegmentation``, ``model_type`` ``'data2vec-vision'``) is the same
+architecture with the same module names under ``data2vec_vision.``.
 
 This module holds the format's whole knowledge:
 
@@ -45,27 +49,39 @@ from .layout import MIM_HEAD_LINEAR
 from .rules import Rule, StateDict, apply_rules, fuse_qkv, prefix_rules, split_qkv
 
 __all__ = [
-    'NAME', 'DESCRIPTION', 'PRIORITY', 'TASKS', 'ARCHITECTURES', 'MODEL_TYPES', 'CONFIG_FILE',
-    'PROCESSOR_FILE', 'WEIGHT_FILES', 'INDEX_FILES', 'HUB_WEIGHT_FILES', 'BACKBONE_RULES',
-    'HEAD_RULES', 'matches', 'convert', 'read', 'is_model_dir', 'read_model_dir',
-    'is_transformers_dir', 'load_transformers_dir', 'check_model_type', 'mmbeit_model_cfg',
-    'hf_out_index_to_layer', 'layer_to_hf_out_index', 'export', 'write_model_dir'
+    'NAME', 'DESCRIPTION', 'PRIORITY', 'TASKS', 'ARCHITECTURES', 'TASK_OF_ARCHITECTURE',
+    'MODEL_TYPES', 'CONFIG_FILE', 'PROCESSOR_FILE', 'WEIGHT_FILES', 'INDEX_FILES',
+    'HUB_WEIGHT_FILES', 'BACKBONE_RULES', 'HEAD_RULES', 'matches', 'convert', 'read',
+    'is_model_dir', 'read_model_dir', 'is_transformers_dir', 'load_transformers_dir',
+    'check_model_type', 'mmbeit_model_cfg', 'hf_out_index_to_layer', 'layer_to_hf_out_index',
+    'export', 'write_model_dir'
 ]
 
 NAME = 'transformers'
 DESCRIPTION = ('Hugging Face BeitModel / BeitFor* (beit.encoder.layer.0.attention.attention.'
-               'query...), .bin, .safetensors or a model folder')
+               'query...) or Data2VecVision* (data2vec_vision.*), .bin, .safetensors or a model '
+               'folder')
 # detection order (lowest first): its names are the most specific of all formats
 PRIORITY = 10
 
 TASKS = ('classification', 'mim', 'segmentation')
+#: task -> the BEiT task model (what the export writes)
 ARCHITECTURES = {
     'classification': 'BeitForImageClassification',
     'mim': 'BeitForMaskedImageModeling',
     'segmentation': 'BeitForSemanticSegmentation',
 }
-#: ``config.json`` ``model_type`` values of the models mmbeit reads
-MODEL_TYPES = ('beit', )
+#: ``config.json`` ``architectures`` -> task, for every model mmbeit reads
+TASK_OF_ARCHITECTURE = {
+    **{
+        arch: task
+        for task, arch in ARCHITECTURES.items()
+    },
+    'Data2VecVisionForImageClassification': 'classification',
+    'Data2VecVisionForSemanticSegmentation': 'segmentation',
+}
+#: ``config.json`` ``model_type`` -> the base model's prefix in the task models
+MODEL_TYPES = {'beit': 'beit.', 'data2vec-vision': 'data2vec_vision.'}
 
 # ------------------------------------------------------------------ the model folder
 #: a folder as ``save_pretrained`` writes it (and a Hub snapshot)
@@ -138,11 +154,10 @@ def matches(state_dict: Mapping[str, torch.Tensor], wrapper=None) -> bool:
 
 
 def convert(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """transformers state dict (BeitModel or a BeitFor* task model) -> mmbeit's canonical layout."""
-    if any(k.startswith('beit.') for k in state_dict):
-        rules = prefix_rules(BACKBONE_RULES, 'beit.', 'backbone.') + HEAD_RULES
-    else:  # a bare BeitModel / BeitBackbone
-        rules = prefix_rules(BACKBONE_RULES, '', 'backbone.') + HEAD_RULES
+    """transformers state dict (BeitModel, Data2VecVisionModel or one of their task models)
+    -> mmbeit's canonical layout."""
+    base = next((p for p in MODEL_TYPES.values() if any(k.startswith(p) for k in state_dict)), '')
+    rules = prefix_rules(BACKBONE_RULES, base, 'backbone.') + HEAD_RULES  # '': a bare BeitModel
     return fuse_qkv(apply_rules(state_dict, rules, NAME), NAME)
 
 
@@ -199,6 +214,11 @@ def read(path: str, map_location: Any = 'cpu') -> Optional[StateDict]:
     return read_model_dir(os.fspath(path), map_location)[0] if is_model_dir(path) else None
 
 
+#: the image processors' PIL resampling codes -> mmcv / mmpretrain interpolation names
+PIL_RESAMPLE = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
+#: BEiT's own normalisation (v1 models and transformers' default); v2 uses ImageNet's
+BEIT_MEAN = BEIT_STD = (0.5, 0.5, 0.5)
+
 #: what a folder needs to be read (for errors about folders that are not)
 FOLDER_HINT = (f'a transformers model folder has {CONFIG_FILE} and one of '
                f'{" / ".join(WEIGHT_FILES + INDEX_FILES)}')
@@ -229,7 +249,7 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
         path = osp.join(config, CONFIG_FILE) if osp.isdir(config) else os.fspath(config)
         config = read_json(path)
     arch = (config.get('architectures') or ['BeitModel'])[0]
-    task = {v: k for k, v in ARCHITECTURES.items()}.get(arch, 'backbone')
+    task = TASK_OF_ARCHITECTURE.get(arch, 'backbone')
     image_size = config.get('image_size', 224)
     backbone = dict(
         arch=dict(
@@ -262,8 +282,7 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
             out_type='featmap',
             final_norm=False,
             out_indices=tuple(hf_out_index_to_layer(i) for i in hf_indices))
-    id2label = config.get('id2label') or {}
-    classes = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
+    classes = label_names(config)
     out = dict(
         task=task,
         backbone=backbone,
@@ -281,6 +300,15 @@ def mmbeit_model_cfg(config: Union[Mapping[str, Any], str, os.PathLike]) -> dict
             auxiliary_num_convs=config.get('auxiliary_num_convs', 1),
             auxiliary_concat_input=config.get('auxiliary_concat_input', False))
     return out
+
+
+def label_names(config: Mapping[str, Any]) -> Optional[List[str]]:
+    """``config.json``'s ``id2label`` in id order; None when it has none (or a broken one)."""
+    id2label = config.get('id2label') or {}
+    try:
+        return [id2label[k] for k in sorted(id2label, key=int)] or None
+    except (TypeError, ValueError):
+        return None
 
 
 def hf_out_index_to_layer(index: int) -> int:
@@ -473,6 +501,49 @@ def export(parts: Mapping[str, Mapping[str, torch.Tensor]],
         config['label2id'] = {n: i for i, n in enumerate(names)}
     hf = OrderedDict((k, v.detach().contiguous().clone()) for k, v in hf.items())
     return hf, config
+
+
+def image_processor_config(size: Union[int, Sequence[int]],
+                           mean: Sequence[float] = BEIT_MEAN,
+                           std: Sequence[float] = BEIT_STD,
+                           crop_size: Union[int, Sequence[int], None] = None,
+                           interpolation: str = 'bicubic') -> dict:
+    """A ``BeitImageProcessor``'s ``preprocessor_config.json``: resize to ``size`` (h, w),
+    optionally centre-crop to ``crop_size``, rescale by 1/255, normalise by mean/std.
+
+    Args:
+        size: the resize, int or (h, w): the model's image size unless it crops.
+        mean: per-channel mean of RGB pixels in [0, 1]. Defaults to BEiT's 0.5.
+        std: per-channel std in [0, 1] units. Defaults to BEiT's 0.5.
+        crop_size: centre crop after the resize, int or (h, w); None: no crop.
+        interpolation: the resize's resampling (one of :data:`PIL_RESAMPLE`'s names).
+    """
+    resample = {name: code for code, name in PIL_RESAMPLE.items()}
+    if interpolation not in resample:
+        raise ValueError(f'interpolation {interpolation!r}: transformers\' image processors '
+                         f'resample with one of {sorted(resample)}')
+    for name, value in (('mean', mean), ('std', std)):
+        if len(value) != 3 or max(abs(float(v)) for v in value) > 1:
+            raise ValueError(f'image {name} {list(value)}: expected 3 values of RGB pixels in '
+                             '[0, 1] (divide 0-255 values by 255)')
+
+    def hw(value: Union[int, Sequence[int]]) -> dict:
+        h, w = (value, value) if isinstance(value, int) else value
+        return dict(height=int(h), width=int(w))
+
+    return dict(
+        image_processor_type='BeitImageProcessor',
+        do_resize=True,
+        size=hw(size),
+        resample=resample[interpolation],
+        do_center_crop=crop_size is not None,
+        crop_size=hw(crop_size if crop_size is not None else size),
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[float(m) for m in mean],
+        image_std=[float(s) for s in std],
+        do_reduce_labels=False)
 
 
 def write_model_dir(out_dir: str,

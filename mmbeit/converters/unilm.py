@@ -1,4 +1,4 @@
-"""The original BEiT checkpoints (microsoft/unilm ``beit/``).
+"""The original BEiT checkpoints (microsoft/unilm ``beit/``, and ``beit2/``'s fine-tuned ones).
 
 Pretraining (``modeling_pretrain.py``, e.g. ``beit_base_patch16_224_pt22k.pth``)::
 
@@ -15,7 +15,9 @@ is the neck's norm, shared by both paths, and ``lm_head`` the shared head.
 Fine-tuning (``modeling_finetune.py``, e.g. ``..._pt22k_ft22kto1k.pth``): per-layer
 ``blocks.{i}.attn.relative_position_bias_table`` (+ ``relative_position_index``),
 ``fc_norm`` (mean pooling; then no ``norm``) and ``head``. The files wrap the
-weights in ``{'model': ...}`` (some in ``{'module': ...}``).
+weights in ``{'model': ...}`` (some in ``{'module': ...}``). BEiT v2's fine-tuned files
+(``beit2/modeling_finetune.py``, e.g. ``beitv2_base_patch16_224_pt1k_ft21kto1k.pth``) have
+exactly these names: the same rules load them.
 
 Semantic segmentation (``semantic_segmentation/``, mmcv 0.x, ``{'state_dict': ...}``):
 the backbone under ``backbone.`` with its FPN (``backbone.fpn1.{0,1,3}``,

@@ -2,9 +2,13 @@
 
     python tools/model_converters/mmbeit_to_transformers.py SRC OUT_DIR --task classification
 
-The folder (config.json + model.safetensors) loads with
+The folder (config.json + model.safetensors + preprocessor_config.json) loads with
 ``BeitForImageClassification`` / ``BeitForMaskedImageModeling`` /
-``BeitForSemanticSegmentation.from_pretrained(OUT_DIR)``.
+``BeitForSemanticSegmentation.from_pretrained(OUT_DIR)`` and with transformers'
+``pipeline('image-classification', model=OUT_DIR)``. The image preprocessing comes from
+``--config`` (the model's mmbeit config: its data preprocessor and test pipeline) or
+``--mean``/``--std``; without either, a resize to the model's image size and BEiT's 0.5
+mean/std (BEiT v2 models normalise with ImageNet's: pass their config).
 """
 import argparse
 
@@ -36,6 +40,12 @@ def parse_args() -> argparse.Namespace:
         help='segmentation: UPerHead pool scales')
     parser.add_argument('--classes', help='text file with one label name per line')
     parser.add_argument('--norm-eps', type=float, default=1e-6, help='LayerNorm epsilon')
+    parser.add_argument(
+        '--config', help="the model's mmbeit config: the export's image preprocessing")
+    parser.add_argument(
+        '--mean', type=float, nargs=3, help='RGB mean of [0, 1] pixels (overrides --config)')
+    parser.add_argument(
+        '--std', type=float, nargs=3, help='RGB std of [0, 1] pixels (overrides --config)')
     return parser.parse_args()
 
 
@@ -45,17 +55,26 @@ def main() -> None:
     if args.classes:
         with open(args.classes) as f:
             classes = [line.strip() for line in f if line.strip()]
+    processor = {}
+    if args.config:
+        from mmengine.config import Config
+
+        from mmbeit.apis.folder_config import processor_from_config
+        processor = processor_from_config(Config.fromfile(args.config))
+    processor.update({k: getattr(args, k) for k in ('mean', 'std') if getattr(args, k)})
     save_transformers(
         read_checkpoint(args.src),
         args.out_dir,
         args.task,
+        processor=processor,
         num_heads=args.num_heads,
         img_size=args.img_size,
         out_indices=args.out_indices,
         pool_scales=args.pool_scales,
         classes=classes,
         norm_eps=args.norm_eps)
-    print(f'wrote {args.out_dir}/config.json and model.safetensors ({args.task})')
+    print(f'wrote {args.out_dir}: config.json, model.safetensors, preprocessor_config.json '
+          f'({args.task})')
 
 
 if __name__ == '__main__':

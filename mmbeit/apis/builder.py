@@ -184,7 +184,9 @@ def load_weights(model: Any,
     try:
         load_pretrained(model, checkpoint)  # detect -> convert -> fit -> load, strict
     except CheckpointMismatchError as e:
-        raise CheckpointMismatchError(f'{source}: {e}') from None
+        if str(source) in str(e):  # the pipeline named the file already
+            raise
+        raise type(e)(f'{source}: {e}') from None
     return meta
 
 

@@ -207,7 +207,7 @@ def _troubleshooting_errors(tmp_path):
 
 
 # pages whose troubleshooting tables quote error messages
-TROUBLESHOOTING_PAGES = ('docs/troubleshooting.md', )
+TROUBLESHOOTING_PAGES = ('docs/troubleshooting.md', 'README.md')
 
 
 @pytest.mark.parametrize('page', TROUBLESHOOTING_PAGES)

@@ -12,6 +12,7 @@ from mmbeit.visualization.mim_visualizer import (colorize_tokens, draw_mim_grid,
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MIM_CFG = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
 CLS_CFG = osp.join(ROOT, 'configs', 'beit', 'benchmarks', 'beit-tiny-p8_1xb32-20e_sample.py')
+MIM_V2_CFG = osp.join(ROOT, 'configs', 'beitv2', 'beitv2_beit-tiny-p8_1xb32-10e_sample.py')
 
 
 def test_palette_is_fixed_and_distinguishes_ids():
@@ -76,6 +77,24 @@ def test_predict_and_visualize_a_tiny_pretraining_model(tmp_path, shared_sample_
     assert again['mask'].ravel().tolist() == mask.tolist()
     with pytest.raises(TypeError, match='BEiTPretrain'):
         predict_mim_tokens(get_model(CLS_CFG), result['image'])
+
+
+def test_predict_a_tiny_v2_model_with_the_vqkd_view(shared_sample_data):
+    """BEiT v2: the tokenizer's view is the backbone's size (VQ-KD's patch size), and the
+    targets are what the VQ-KD tokenizer gives for that view."""
+    import torch
+
+    from mmbeit.apis import get_model
+    model = get_model(MIM_V2_CFG)
+    result = predict_mim_tokens(model, osp.join(shared_sample_data, 'demo', 'circle.png'), seed=1)
+    assert result['target'].shape == result['pred'].shape == (8, 8)
+    assert result['num_tokens'] == model.target_generator.vocab_size == 512
+    # the targets are the tokenizer's ids of the 64x64 view in VQ-KD's [-1, 1] range
+    view = torch.from_numpy(np.ascontiguousarray(result['image'][..., ::-1])).permute(2, 0, 1)
+    with torch.no_grad():
+        ids = model.target_generator(view[None].float() / 127.5 - 1)
+    agree = (ids[0].view(8, 8).numpy() == result['target']).mean()
+    assert agree == 1.0  # both views: the same crop, bicubic, at the same size
 
 
 def test_tensorboard_backend_writes_events(tmp_path):

@@ -1,8 +1,8 @@
 """Which BEiT modules become their own FSDP unit (for mmengine's ``FSDPStrategy``).
 
 One unit per transformer layer (what the layer needs is gathered just before
-it runs and freed right after), one for the frozen DALL-E tokenizer (so no
-unit mixes frozen and trainable weights), the rest (patch embedding, tokens,
+it runs and freed right after), one for the frozen tokenizer (DALL-E or
+VQ-KD, so no unit mixes frozen and trainable weights), the rest (patch embedding, tokens,
 shared relative position bias, heads) in the root unit. Configs name it by
 its full path, which mmengine's ``FUNCTIONS`` registry imports::
 
@@ -18,12 +18,13 @@ __all__ = ['beit_fsdp_wrap_policy']
 def _unit_classes() -> set:
     from mmbeit.layers.transformer_layer import BEiTTransformerLayer
     from mmbeit.models.target_generators.dalle_encoder import DALLEEncoder
-    return {BEiTTransformerLayer, DALLEEncoder}
+    from mmbeit.models.target_generators.vqkd import VQKD
+    return {BEiTTransformerLayer, DALLEEncoder, VQKD}
 
 
 def beit_fsdp_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
     """FSDP's ``auto_wrap_policy`` protocol: descend everywhere (``recurse``),
-    wrap BEiT layers and the DALL-E tokenizer."""
+    wrap BEiT layers and the tokenizer."""
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
     return transformer_auto_wrap_policy(
         module, recurse, nonwrapped_numel, transformer_layer_cls=_unit_classes())

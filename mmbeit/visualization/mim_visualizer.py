@@ -174,8 +174,9 @@ def predict_mim_tokens(model: torch.nn.Module,
     """Run a ``BEiTPretrain`` model on one image: its view, mask, targets and predictions.
 
     The image is centre-cropped to a square and resized to the backbone's
-    input size (bicubic) and to the tokenizer's (lanczos), as the training
-    views are made but without randomness.
+    input size (bicubic) and to the tokenizer's (DALL-E: lanczos at its stride;
+    VQ-KD: bicubic at its patch size), as the training views are made but
+    without randomness. BEiT v1 and v2 models alike (v2: the last layer's path).
 
     Args:
         model: an ``mmbeit.BEiTPretrain`` (e.g. from ``mmbeit.apis.get_model``).
@@ -206,7 +207,11 @@ def predict_mim_tokens(model: torch.nn.Module,
     backbone, tokenizer = model.backbone, model.target_generator
     size = tuple(backbone.img_size)  # (H, W)
     grid = tuple(backbone.patch_resolution)
-    second = (grid[0] * tokenizer.downsample, grid[1] * tokenizer.downsample)
+    # pixels per token of the tokenizer's view: DALL-E's output stride (a 112 view for a 224
+    # backbone, lanczos), VQ-KD's patch size (the backbone's own size, bicubic, as BEiT v2)
+    stride = getattr(tokenizer, 'downsample', None) or getattr(tokenizer, 'patch_size')
+    second = (grid[0] * stride, grid[1] * stride)
+    second_resample = Image.LANCZOS if hasattr(tokenizer, 'downsample') else Image.BICUBIC
 
     from mmbeit.utils.image_io import read_image
     pil = Image.fromarray(read_image(image)[..., ::-1])  # RGB for Pillow's resampling
@@ -214,7 +219,7 @@ def predict_mim_tokens(model: torch.nn.Module,
     left, top = (pil.size[0] - side) // 2, (pil.size[1] - side) // 2
     pil = pil.crop((left, top, left + side, top + side))
     view = np.asarray(pil.resize(size[::-1], Image.BICUBIC))[..., ::-1]  # BGR
-    tok_view = np.asarray(pil.resize(second[::-1], Image.LANCZOS))[..., ::-1]
+    tok_view = np.asarray(pil.resize(second[::-1], second_resample))[..., ::-1]
 
     if mask is None:
         from mmbeit.datasets.beit_mask_generator import BEiTMaskGenerator
@@ -241,7 +246,7 @@ def predict_mim_tokens(model: torch.nn.Module,
         img, tok_img = data['inputs']
         mask_t = torch.from_numpy(mask).flatten()[None].to(device)  # [1, N]
         pred = model.mim_logits(img, mask_t).argmax(-1)  # [1, N]
-        target = tokenizer.get_tokens(tok_img)  # [1, N]
+        target = tokenizer(tok_img)  # [1, N] token ids (the tokenizer contract)
     finally:
         model.train(was_training)
     pred = pred[0].view(grid).cpu().numpy()

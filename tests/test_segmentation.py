@@ -316,7 +316,8 @@ def test_metafile_lists_every_config_and_its_names_build():
     from mmbeit.apis.seg_inference import init_segmentor, list_segmentation_models
     models = list_segmentation_models()
     names = sorted(osp.basename(c) for c, _ in models.values())
-    assert names == [osp.basename(p) for p in SEG_CONFIGS]
+    v2 = glob.glob(osp.join(ROOT, 'configs', 'beitv2', 'upernet_*.py'))  # BEiT v2's UperNet 512
+    assert v2 and names == sorted(osp.basename(p) for p in SEG_CONFIGS + v2)
     assert all(osp.basename(c) == name + '.py' for name, (c, _) in models.items())
     model = init_segmentor('upernet_beit-tiny_1xb8-500_sample-64x64')  # no weights: initial ones
     assert model.decode_head.num_classes == NUM_CLASSES and not model.training

@@ -10,12 +10,12 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from helpers import randomize_
 
 from mmbeit.apis import get_model, inference_model
 from mmbeit.deployment import quantize
-from mmbeit.deployment.inference_dtype_hook import InferenceDtypeHook, add_inference_dtype_hook
+from mmbeit.engine.inference_dtype_hook import InferenceDtypeHook, add_inference_dtype_hook
 from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
+from helpers import randomize_
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_TINY = osp.join(REPO, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
@@ -26,9 +26,7 @@ LOGIT_TOL = {'bf16': 0.05, 'int8': 0.05, 'static': 0.15}
 def _images(n: int = 5) -> list:
     """BGR uint8 sample images, one per class."""
     rng = np.random.default_rng(0)
-    return [
-        draw_cls_image(rng, SAMPLE_CLS_CLASSES[i % 5], 64)[..., ::-1].copy() for i in range(n)
-    ]
+    return [draw_cls_image(rng, SAMPLE_CLS_CLASSES[i % 5], 64)[..., ::-1].copy() for i in range(n)]
 
 
 @pytest.fixture(scope='module')
@@ -42,8 +40,9 @@ def tiny(tmp_path_factory):
 
 def _batch(model, images) -> torch.Tensor:
     """The preprocessed images [N, 3, 64, 64] as the classifier sees them."""
-    from mmbeit.apis.cls_inference import classification_pipeline
     from mmengine.dataset import pseudo_collate
+
+    from mmbeit.apis.cls_inference import classification_pipeline
     pipeline = classification_pipeline(model.cfg)
     data = [pipeline(dict(img=im, img_shape=im.shape[:2], ori_shape=im.shape[:2])) for im in images]
     return model.data_preprocessor(pseudo_collate(data))['inputs']

@@ -5,7 +5,7 @@ import os
 import os.path as osp
 
 from mmbeit.apis.run import DictAction, build_runner_cfg, test
-from mmbeit.deployment.inference_dtype_hook import add_inference_dtype_hook
+from mmbeit.engine.inference_dtype_hook import add_inference_dtype_hook
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,15 +10,15 @@ they are imported only where used, so importing this package costs nothing::
     model = build_onnx_model('model.onnx', 'configs/...py')
     samples = model.test_step(data)  # DataSample / SegDataSample, as the PyTorch model
 
-bf16 / int8 CPU inference of a PyTorch model: :mod:`mmbeit.deployment.quantize`.
+bf16 / int8 CPU inference of a PyTorch model: :mod:`mmbeit.deployment.quantize` (and, for
+``tools/test.py --dtype``, :class:`mmbeit.engine.InferenceDtypeHook`).
 """
 import importlib
 from typing import Any
 
 __all__ = [
     'export_model', 'export_module', 'ExportResult', 'ExportCheckError', 'wrap_for_export',
-    'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT', 'INFERENCE_DTYPES', 'prepare_for_dtype',
-    'InferenceDtypeHook', 'add_inference_dtype_hook'
+    'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT', 'INFERENCE_DTYPES', 'prepare_for_dtype'
 ]
 
 _LAZY = {
@@ -32,8 +32,6 @@ _LAZY = {
     'ONNXModel': '.onnx_model',
     'INFERENCE_DTYPES': '.quantize',
     'prepare_for_dtype': '.quantize',
-    'InferenceDtypeHook': '.inference_dtype_hook',
-    'add_inference_dtype_hook': '.inference_dtype_hook',
 }
 
 

@@ -932,7 +932,8 @@ def _apply_variant(model: Model, label: str, inputs: dict, calibration: List[tor
     weights = nn.Module()  # the session holds the weights; count the int8 file's size
     weights.register_buffer('onnx', torch.empty(os.path.getsize(path), dtype=torch.uint8))
     weights.bench_note = 'onnxruntime static QDQ int8, per-channel weights'
-    return Model(weights, lambda x: torch.from_numpy(session.run(None, {name: x['img'].numpy()})[0]))
+    return Model(weights,
+                 lambda x: torch.from_numpy(session.run(None, {name: x['img'].numpy()})[0]))
 
 
 def _make_step(model: Model, inputs: dict, train: bool, device: torch.device, dtype: str,
@@ -1015,8 +1016,7 @@ def run_job(job_name: str,
             entry.build_s = time.perf_counter() - t0
             entry.note = getattr(model.module, 'bench_note', '')
             entry.params = sum(p.numel() for p in model.module.parameters())
-            entry.step, optimizer = _make_step(model, inputs, job.train, device, entry_dtype,
-                                               adamw)
+            entry.step, optimizer = _make_step(model, inputs, job.train, device, entry_dtype, adamw)
             t0 = time.perf_counter()
             for _ in range(max(1, warmup)):  # the first step compiles, allocates, caches
                 entry.step()
@@ -1174,8 +1174,8 @@ def run_benchmark(jobs: Sequence[str],
         torch._dynamo.reset()  # compiled code is specialised to the thread count
         for name in jobs:
             job = JOBS[name]
-            batch = (batch_sizes or {}).get(name) or (
-                job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
+            batch = (batch_sizes
+                     or {}).get(name) or (job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
             load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
             t0 = time.perf_counter()
             entries = run_job(name, batch, dev, dtypes, iters, warmup, rounds, sizes,
@@ -1187,7 +1187,8 @@ def run_benchmark(jobs: Sequence[str],
                 batch=batch,
                 threads=torch.get_num_threads(),
                 seconds=round(time.perf_counter() - t0, 1),
-                load_avg_1min=[load0, os.getloadavg()[0] if hasattr(os, 'getloadavg') else None],
+                load_avg_1min=[load0,
+                               os.getloadavg()[0] if hasattr(os, 'getloadavg') else None],
                 results={e.label: _entry_json(e)
                          for e in entries})
             gc.collect()
@@ -1306,6 +1307,7 @@ def parse_batch_sizes(items: Sequence[str]) -> Dict[str, int]:
 
 
 __all__ = [
-    'DTYPES', 'METHODS', 'split_label', 'variant_labels', 'sample_image_batches', 'BASE', 'TINY', 'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs',
-    'run_job', 'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes'
+    'DTYPES', 'METHODS', 'split_label', 'variant_labels', 'sample_image_batches', 'BASE', 'TINY',
+    'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs', 'run_job',
+    'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes'
 ]

@@ -5,8 +5,8 @@ from typing import Any, Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmbeit.deployment.quantize import autocast_context, check_dtype, prepare_for_dtype
 from mmbeit.registry import HOOKS
-from .quantize import autocast_context, check_dtype, prepare_for_dtype
 
 __all__ = ['InferenceDtypeHook', 'add_inference_dtype_hook']
 

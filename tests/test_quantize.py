@@ -132,16 +132,60 @@ def test_inference_dtype_hook():
     with pytest.raises(ValueError, match='inference dtype'):
         InferenceDtypeHook('int4')
 
-    class Runner:
-        model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    class Net(torch.nn.Module):
 
-    runner = Runner()
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def test_step(self, x):
+            return self.fc(x)
+
+    class Runner:
+        model = Net()
+
+    runner, x = Runner(), torch.randn(2, 4)
     hook = InferenceDtypeHook('bf16')
     hook.before_test(runner)
-    assert isinstance(runner.model[0], torch.nn.Linear)  # bf16 keeps the weights
-    hook.before_test_iter(runner, 0)
-    assert torch.is_autocast_enabled('cpu')
-    hook.after_test_iter(runner, 0)
-    assert not torch.is_autocast_enabled('cpu')
+    assert isinstance(runner.model.fc, torch.nn.Linear)  # bf16 keeps the weights
+    with torch.autocast('cpu', enabled=False):  # as mmengine's TestLoop runs test_step
+        assert runner.model.test_step(x).dtype == torch.bfloat16
+    hook.after_test(runner)
+    assert runner.model.test_step(x).dtype == torch.float32
     InferenceDtypeHook('int8').before_test(runner)
-    assert isinstance(runner.model[0], torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(runner.model.fc, torch.ao.nn.quantized.dynamic.Linear)
+
+
+def test_tools_test_dtype(tiny, tmp_path):
+    """tools/test.py --dtype bf16 / int8 on the sample validation images: the same predictions
+    as fp32, scores within the tolerances above."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from mmbeit.utils.sample_data import generate_sample_data
+    ckpt, _ = tiny
+    data = generate_sample_data(
+        str(tmp_path / 'data'), cls_train_per_class=1, cls_val_per_class=2, seg_train=1, seg_val=1)
+    preds = {}
+    for dtype in ('fp32', 'bf16', 'int8'):
+        out = tmp_path / f'{dtype}.pkl'
+        proc = subprocess.run([
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'), CLS_TINY, ckpt, '--work-dir',
+            str(tmp_path / dtype), '--dtype', dtype, '--out',
+            str(out), '--cfg-options', f'test_dataloader.dataset.data_root={data}/imagenet',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'
+        ],
+                              capture_output=True,
+                              text=True,
+                              timeout=300,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        preds[dtype] = pickle.load(open(out, 'rb'))
+    ref = torch.stack([p['pred_score'] for p in preds['fp32']])  # [10, 5]
+    for dtype in ('bf16', 'int8'):
+        got = torch.stack([p['pred_score'] for p in preds[dtype]]).float()
+        assert torch.equal(got.argmax(1), ref.argmax(1))
+        assert 0 < (got - ref).abs().max() <= SCORE_TOL[dtype]

@@ -14,7 +14,7 @@ __all__ = ['InferenceDtypeHook', 'add_inference_dtype_hook']
 @HOOKS.register_module()
 class InferenceDtypeHook(Hook):
     """Run the test loop in ``dtype``: 'int8' quantizes the model's linear layers once the
-    checkpoint is loaded (``before_test``); 'bf16' runs every test step under autocast.
+    checkpoint is loaded (``before_test``); 'bf16' runs every ``test_step`` under autocast.
 
     Add it with :func:`add_inference_dtype_hook`, or in a config:
     ``custom_hooks = [dict(type='mmbeit.InferenceDtypeHook', dtype='bf16')]``.
@@ -27,28 +27,29 @@ class InferenceDtypeHook(Hook):
 
     def __init__(self, dtype: str = 'bf16') -> None:
         self.dtype = check_dtype(dtype)
-        self._autocast: Optional[Any] = None
 
     def _model(self, runner):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_test(self, runner) -> None:
-        prepare_for_dtype(self._model(runner), self.dtype)
-
-    def before_test_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
         model = self._model(runner)
-        device = next(iter(model.parameters())).device.type
-        self._autocast = autocast_context(self.dtype, device)
-        self._autocast.__enter__()
+        prepare_for_dtype(model, self.dtype)
+        if self.dtype == 'bf16':
+            # wrap test_step itself: mmengine's TestLoop runs it inside its own
+            # autocast(enabled=fp16), which would switch an outer autocast off
+            test_step = model.test_step
+            device = next(iter(model.parameters())).device.type
 
-    def after_test_iter(self,
-                        runner,
-                        batch_idx: int,
-                        data_batch: Any = None,
-                        outputs: Any = None) -> None:
-        if self._autocast is not None:
-            self._autocast.__exit__(None, None, None)
-            self._autocast = None
+            def autocast_test_step(data: Any) -> Any:
+                with autocast_context('bf16', device):
+                    return test_step(data)
+
+            model.test_step = autocast_test_step
+
+    def after_test(self, runner) -> None:
+        model = self._model(runner)
+        if 'test_step' in vars(model):  # back to the class's test_step
+            del model.test_step
 
 
 def add_inference_dtype_hook(cfg: Any, dtype: Optional[str]) -> Any:

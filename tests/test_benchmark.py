@@ -180,3 +180,27 @@ def test_sample_image_batches():
     a, b = bm.sample_image_batches(3, 2, 32)
     assert a.shape == b.shape == (3, 3, 32, 32)
     assert not torch.equal(a, b) and a.abs().max() < 3
+
+
+def test_static_int8_entries(monkeypatch):
+    """The PT2E and onnxruntime int8 entries build, run and report accuracy (PT2E's graph runs
+    eager here: inductor's lowering takes minutes on 2 cores; the benchmark compiles it)."""
+    pytest.importorskip('torchao', reason='pip install torchao')
+    pytest.importorskip('onnxruntime', reason='pip install -e .[deploy]')
+    from mmbeit.deployment import quantize
+    monkeypatch.setattr(quantize, 'compile_frozen', lambda fn: fn)
+    res = bm.run_job(
+        'cls-infer',
+        2,
+        torch.device('cpu'),
+        dtype=['int8'],
+        iters=1,
+        warmup=1,
+        rounds=1,
+        sizes=bm.TINY,
+        only=['mmbeit+pt2e@int8', 'mmbeit+ort@int8'])
+    assert [e.label for e in res] == ['mmbeit+pt2e@int8', 'mmbeit+ort@int8']
+    for e in res:
+        assert e.status == 'ok', e.status
+        assert e.rounds and 0 < e.max_abs_diff < 0.1 and e.top1_agree >= 0.75
+    assert 'onnxruntime' in res[1].note

@@ -37,7 +37,7 @@ def test_every_entry_is_reported_and_mmbeit_runs():
         assert list(res) == expected
         for label, r in res.items():
             assert r['status'] == 'ok' or r['status'].startswith(('missing: ', 'error: '))
-            assert f'| {job} | 2 | {label} |' in table
+            assert f'| {job} | {torch.get_num_threads()} | 2 | {label} |' in table
         mm = res['mmbeit']
         assert mm['status'] == 'ok', mm['status']
         assert mm['img_per_s'] > 0 and len(mm['img_per_s_rounds']) == 2
@@ -131,5 +131,76 @@ def test_parse_batch_sizes_and_bad_options():
         bm.parse_batch_sizes(['cls=8'])
     with pytest.raises(ValueError, match='unknown jobs'):
         bm.run_benchmark(['nope'])
-    with pytest.raises(ValueError, match='dtype'):
-        bm.run_benchmark(['cls-infer'], dtype='int8')
+    with pytest.raises(ValueError, match='unknown dtype'):
+        bm.run_benchmark(['cls-infer'], dtype='int4')
+    with pytest.raises(ValueError, match='int8 is for inference jobs'):
+        bm.run_benchmark(['cls-infer', 'cls-train'], dtype=['fp32', 'int8'])
+
+
+def test_variant_labels_and_split():
+    labels = bm.variant_labels('cls-infer', ['fp32', 'bf16', 'int8'], compile_mmbeit=True)
+    assert labels[:3] == ['mmbeit', 'mmbeit+compile', 'timm']
+    assert 'mmbeit+compile@bf16' in labels and 'timm+compile@bf16' in labels
+    assert 'timm+compile@int8' not in labels  # dynamic int8 runs eager
+    assert labels[-3:] == ['mmbeit+pt2e@int8', 'timm+pt2e@int8', 'mmbeit+ort@int8']
+    assert bm.split_label('mmbeit+pt2e@int8') == ('mmbeit', 'pt2e', 'int8')
+    assert bm.split_label('hf-sdpa+dall_e') == ('hf-sdpa+dall_e', 'eager', 'fp32')
+    assert 'mmbeit+pt2e@int8' not in bm.variant_labels('seg-infer', ['int8'], False)
+
+
+def test_dtypes_and_threads_in_one_run():
+    """fp32, bf16 and int8 side by side at two thread counts, accuracy against fp32."""
+    report = _tiny(['cls-infer'],
+                   dtype=['fp32', 'bf16', 'int8'],
+                   threads=[1, 2],
+                   rounds=1,
+                   exclude=['+compile', '+pt2e', '+ort', 'hf-eager'])
+    json.dumps(report)
+    assert list(report['jobs']) == ['cls-infer@1t', 'cls-infer@2t']
+    for key, threads in (('cls-infer@1t', 1), ('cls-infer@2t', 2)):
+        job = report['jobs'][key]
+        assert job['threads'] == threads and job['job'] == 'cls-infer'
+        res = job['results']
+        assert list(res) == [
+            f'{name}{suffix}' for suffix in ('', '@bf16', '@int8')
+            for name in ('mmbeit', 'timm', 'hf-sdpa', 'mmpretrain')
+        ]
+        for label, r in res.items():
+            assert r['status'] == 'ok', (label, r['status'])
+            if '@' not in label:  # fp32 against the same weights in fp32: identical
+                assert r['top1_agree'] == 1.0 and r['max_abs_diff'] == 0.0
+            else:  # reduced precision moves the logits, a little
+                assert 0 < r['max_abs_diff'] < 0.1 and r['top1_agree'] >= 0.75
+        assert 'qkv kept fp32' in res['timm@int8']['note']
+    table = bm.markdown_table(report)
+    assert '| cls-infer | 2 | 2 | mmbeit@int8 |' in table and 'top-1 = fp32' in table
+
+
+def test_sample_image_batches():
+    a, b = bm.sample_image_batches(3, 2, 32)
+    assert a.shape == b.shape == (3, 3, 32, 32)
+    assert not torch.equal(a, b) and a.abs().max() < 3
+
+
+def test_static_int8_entries(monkeypatch):
+    """The PT2E and onnxruntime int8 entries build, run and report accuracy (PT2E's graph runs
+    eager here: inductor's lowering takes minutes on 2 cores; the benchmark compiles it)."""
+    pytest.importorskip('torchao', reason='pip install torchao')
+    pytest.importorskip('onnxruntime', reason='pip install -e .[deploy]')
+    from mmbeit.deployment import quantize
+    monkeypatch.setattr(quantize, 'compile_frozen', lambda fn: fn)
+    res = bm.run_job(
+        'cls-infer',
+        2,
+        torch.device('cpu'),
+        dtype=['int8'],
+        iters=1,
+        warmup=1,
+        rounds=1,
+        sizes=bm.TINY,
+        only=['mmbeit+pt2e@int8', 'mmbeit+ort@int8'])
+    assert [e.label for e in res] == ['mmbeit+pt2e@int8', 'mmbeit+ort@int8']
+    for e in res:
+        assert e.status == 'ok', e.status
+        assert e.rounds and 0 < e.max_abs_diff < 0.1 and e.top1_agree >= 0.75
+    assert 'onnxruntime' in res[1].note

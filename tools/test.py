@@ -5,6 +5,7 @@ import os
 import os.path as osp
 
 from mmbeit.apis.run import DictAction, build_runner_cfg, test
+from mmbeit.engine.inference_dtype_hook import add_inference_dtype_hook
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +25,11 @@ def parse_args() -> argparse.Namespace:
         '--tta', action='store_true', help='test-time augmentation (config tta_model/tta_pipeline)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    parser.add_argument(
+        '--dtype',
+        choices=['fp32', 'bf16', 'int8'],
+        default='fp32',
+        help='bf16 (autocast) or int8 (dynamic int8 linear layers, CPU) inference')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     return parser.parse_args()
 
@@ -39,6 +45,7 @@ def main() -> None:
         out=args.out,
         show_dir=args.show_dir,
         tta=args.tta)
+    add_inference_dtype_hook(cfg, args.dtype)
     metrics = test(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:

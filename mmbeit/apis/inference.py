@@ -50,7 +50,8 @@ def inference_model(model: Any,
                     checkpoint: Optional[str] = None,
                     device: str = 'cpu',
                     revision: Optional[str] = None,
-                    config: Any = None) -> dict:
+                    config: Any = None,
+                    dtype: str = 'fp32') -> dict:
     """Predict one image with a model of the zoo, a hub id, a folder, a config or a built model.
 
     Args:
@@ -69,6 +70,10 @@ def inference_model(model: Any,
         revision: hub revision for hub ids.
         config: the config (path, name or Config) of an exported ``.onnx`` file given as
             ``model``; it runs in onnxruntime (:func:`mmbeit.deployment.build_onnx_model`).
+        dtype: 'fp32', 'bf16' (autocast) or 'int8' (dynamic int8 linear layers, CPU; a
+            model you pass must be quantized first with
+            ``mmbeit.deployment.quantize.prepare_for_dtype``). See
+            :mod:`mmbeit.deployment.quantize`.
 
     Returns:
         Classification: dict(pred_label=int, pred_score=float, pred_scores=ndarray
@@ -110,4 +115,6 @@ def inference_model(model: Any,
     if task not in TASK_INFERENCE:
         raise ValueError(f'no inference for {net.cfg.model.get("type")} models (task {task!r}); '
                          f'inference_model supports {sorted(TASK_INFERENCE)}')
-    return TASK_INFERENCE[task](net, image)
+    from mmbeit.deployment.quantize import inference_dtype_context
+    with inference_dtype_context(net, dtype, owned=net is not model):
+        return TASK_INFERENCE[task](net, image)

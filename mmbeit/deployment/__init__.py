@@ -9,13 +9,16 @@ they are imported only where used, so importing this package costs nothing::
     export_model(get_model('configs/...py', pretrained='ckpt.pth'), 'model.onnx', dynamic=True)
     model = build_onnx_model('model.onnx', 'configs/...py')
     samples = model.test_step(data)  # DataSample / SegDataSample, as the PyTorch model
+
+bf16 / int8 CPU inference of a PyTorch model: :mod:`mmbeit.deployment.quantize` (and, for
+``tools/test.py --dtype``, :class:`mmbeit.engine.InferenceDtypeHook`).
 """
 import importlib
 from typing import Any
 
 __all__ = [
     'export_model', 'export_module', 'ExportResult', 'ExportCheckError', 'wrap_for_export',
-    'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT'
+    'build_onnx_model', 'ONNXModel', 'DEPLOY_INSTALL_HINT', 'INFERENCE_DTYPES', 'prepare_for_dtype'
 ]
 
 _LAZY = {
@@ -27,6 +30,8 @@ _LAZY = {
     'wrap_for_export': '.wrappers',
     'build_onnx_model': '.onnx_model',
     'ONNXModel': '.onnx_model',
+    'INFERENCE_DTYPES': '.quantize',
+    'prepare_for_dtype': '.quantize',
 }
 
 

@@ -3,6 +3,9 @@
 Examples:
     # the CPU target: BEiT-B/16 inference at batch 8, fp32, one thread
     python tools/analysis_tools/benchmark.py --jobs cls-infer --threads 1 --out cpu.json
+    # fp32, bf16 and int8 side by side (with accuracy against fp32), at 1 and 2 threads
+    python tools/analysis_tools/benchmark.py --jobs cls-infer --dtype fp32 bf16 int8 \\
+        --threads 1 2 --compile --exclude hf-eager --out cpu_dtypes.json
     # everything on a GPU with bf16 autocast (the default there), mmbeit also compiled
     python tools/analysis_tools/benchmark.py --device cuda --compile --adamw fused --out gpu.json
 
@@ -13,7 +16,7 @@ import dataclasses
 import json
 import sys
 
-from benchmark_lib import JOBS, SIZES, markdown_table, parse_batch_sizes, run_benchmark
+from benchmark_lib import DTYPES, JOBS, SIZES, markdown_table, parse_batch_sizes, run_benchmark
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,8 +38,12 @@ def parse_args() -> argparse.Namespace:
         '(default: the job\'s GPU or CPU batch)')
     parser.add_argument(
         '--dtype',
-        choices=['bf16', 'fp16', 'fp32'],
-        help='autocast dtype (default: bf16 on CUDA, fp32 on the CPU)')
+        nargs='+',
+        choices=list(DTYPES),
+        help='one or more dtypes, run in the same interleaved rounds: fp32, bf16 / fp16 '
+        '(autocast), int8 (inference on the CPU: dynamic int8 linear layers for every '
+        'implementation, plus torchao PT2E and onnxruntime QDQ entries in cls-infer); '
+        'default: bf16 on CUDA, fp32 on the CPU')
     parser.add_argument('--iters', type=int, default=5, help='steps per timed round')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps before timing')
     parser.add_argument(
@@ -44,8 +51,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=3,
         help='interleaved timed rounds; the report gives the median')
-    parser.add_argument('--threads', type=int, help='torch.set_num_threads')
-    parser.add_argument('--compile', action='store_true', help="add 'mmbeit+compile' entries")
+    parser.add_argument(
+        '--threads',
+        type=int,
+        nargs='+',
+        help='torch.set_num_threads; several counts run one after the other')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help="add 'mmbeit+compile' entries (inductor, with freezing for inference)")
     parser.add_argument(
         '--adamw',
         choices=['default', 'foreach', 'fused'],
@@ -56,7 +70,8 @@ def parse_args() -> argparse.Namespace:
         '--exclude',
         nargs='+',
         default=[],
-        help="drop implementations whose label contains one of these, e.g. '+compile'")
+        help="drop implementations whose label contains one of these, e.g. '+compile'; "
+        "fp32 labels match with an '@fp32' suffix ('timm+compile@fp32')")
     parser.add_argument(
         '--sizes', choices=list(SIZES), default='base', help="'tiny' to smoke-test the tool itself")
     parser.add_argument(
@@ -92,7 +107,7 @@ def main() -> None:
         adamw=args.adamw,
         log=lambda s: print(s, file=sys.stderr, flush=True))
     meta = report['meta']
-    print(f'\n{meta["device_name"]}, {meta["threads"]} threads, {meta["dtype"]}, '
+    print(f'\n{meta["device_name"]}, threads {meta["threads"]}, dtype {meta["dtype"]}, '
           f'torch {meta["torch"]}, {meta["date"]}; memory: {meta["memory_method"]}\n')
     print(markdown_table(report))
     if args.out:

@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -787,6 +787,9 @@ class Entry:
     static_bytes: Optional[int] = None
     transient_bytes: Optional[int] = None
     params: Optional[int] = None
+    top1_agree: Optional[float] = None  # fraction of sample images whose top-1 class matches fp32
+    max_abs_diff: Optional[float] = None  # largest |logit - fp32 logit| on the sample images
+    ref_logit_std: Optional[float] = None  # spread of the fp32 logits, to read the diff against
     step: Optional[Callable[[], None]] = None
 
     @property
@@ -816,19 +819,126 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device, dtype: str):
-    if dtype == 'fp32':
+    if dtype in ('fp32', 'int8'):
         return contextlib.nullcontext
     amp = {'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype]
     return lambda: torch.autocast(device.type, dtype=amp)
 
 
+#: what a label's ``+method`` suffix does: compile (inductor; with freezing for inference),
+#: int8 through torchao's PT2E flow or through onnxruntime's static QDQ quantization
+METHODS = ('compile', 'pt2e', 'ort')
+#: dtypes: autocast (bf16, fp16), none (fp32) or int8 (dynamic int8 linear layers, or the
+#: ``+pt2e`` / ``+ort`` static int8 entries of cls-infer)
+DTYPES = ('fp32', 'bf16', 'fp16', 'int8')
+#: the static int8 entries int8 runs add to cls-infer (their models map an image batch to logits)
+INT8_STATIC = ('mmbeit+pt2e', 'timm+pt2e', 'mmbeit+ort')
+
+
+def split_label(label: str) -> Tuple[str, str, str]:
+    """'mmbeit+compile@bf16' -> ('mmbeit', 'compile', 'bf16'); no suffix: 'eager', 'fp32'."""
+    label, _, dtype = label.partition('@')
+    base, _, method = label.partition('+')
+    if method not in METHODS:  # a peer named with a '+' (e.g. 'hf-sdpa+dall_e')
+        base, method = label, ''
+    return base, method or 'eager', dtype or 'fp32'
+
+
+def variant_labels(job_name: str, dtypes: Sequence[str], compile_mmbeit: bool) -> List[str]:
+    """The labels of a job's entries for ``dtypes``, in run order: 'mmbeit', 'timm+compile',
+    'mmbeit@bf16', 'mmbeit@int8' (dynamic int8), 'mmbeit+pt2e@int8', ..."""
+    job = JOBS[job_name]
+    labels = []
+    for dtype in dtypes:
+        names = []
+        for k in job.entries:
+            if dtype == 'int8' and split_label(k)[1] == 'compile':
+                continue  # dynamic int8 linear layers run eager
+            names.append(k)
+            if k == 'mmbeit' and compile_mmbeit and dtype != 'int8':
+                names.append('mmbeit+compile')
+        if dtype == 'int8' and job_name == 'cls-infer':
+            names += list(INT8_STATIC)
+        labels += [k if dtype == 'fp32' else f'{k}@{dtype}' for k in names]
+    return labels
+
+
+def _move_off_init(module: nn.Module, seed: int = 0, std: float = 0.02) -> None:
+    """Add N(0, std) noise to every parameter (deterministic), so that zero-initialised tables
+    and near-zero heads take part in the accuracy comparison as trained weights would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(module.named_parameters()):
+            p.add_(torch.randn(p.shape, generator=g).to(p) * std)
+
+
+def sample_image_batches(batch: int, num: int, size: int, seed: int = 0) -> List[torch.Tensor]:
+    """``num`` batches [batch, 3, size, size] of mmbeit's synthetic sample-data images
+    (:func:`mmbeit.utils.sample_data.draw_cls_image`, every class in turn), normalised with
+    the ImageNet mean and std: the inputs of the accuracy comparison and of int8 calibration."""
+    import numpy as np
+
+    from mmbeit.utils.sample_data import SAMPLE_CLS_CLASSES, draw_cls_image
+    rng = np.random.default_rng(seed)
+    classes = SAMPLE_CLS_CLASSES
+    imgs = [draw_cls_image(rng, classes[i % len(classes)], size) for i in range(batch * num)]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()  # [N, 3, H, W] RGB
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    return list(((x - mean) / std).split(batch))
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out if torch.is_tensor(out) else out.logits
+
+
+def _apply_variant(model: Model, label: str, inputs: dict, calibration: List[torch.Tensor],
+                   train: bool) -> Model:
+    """The model of ``label``'s method and dtype: compiled, int8-quantized or as built."""
+    from mmbeit.deployment import quantize
+    _, method, dtype = split_label(label)
+    module, fn = model.module, model.fn
+    if dtype == 'int8' and train:
+        raise ValueError('int8 is for inference jobs only')
+    if method == 'compile':
+        return Model(module, torch.compile(fn) if train else quantize.compile_frozen(fn))
+    if dtype != 'int8':
+        return model
+    if method == 'eager':
+        # timm and mmpretrain call their fused qkv as F.linear(x, qkv.weight, bias): it stays fp32
+        skip = ('qkv', ) if split_label(label)[0] in ('timm', 'mmpretrain') else ()
+        quantize.quantize_linear_int8(module, skip)
+        if skip:
+            module.bench_note = 'qkv kept fp32 (called as F.linear with its weight)'
+        return Model(module, fn)
+    module.eval()
+    img = inputs['img']
+    if method == 'pt2e':
+        run = quantize.quantize_pt2e_int8(module, img, calibration)
+        return Model(module, lambda x: run(x['img']))
+    # method == 'ort': export, quantize (QDQ), run in onnxruntime with torch's thread count
+    import tempfile
+
+    import onnxruntime as ort
+
+    from mmbeit.deployment import export_module
+    tmp = tempfile.mkdtemp(prefix='bench_ort_')
+    fp32 = export_module(module, img, os.path.join(tmp, 'fp32.onnx'))
+    path = quantize.quantize_onnx_int8(fp32, os.path.join(tmp, 'int8.onnx'), calibration)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    weights = nn.Module()  # the session holds the weights; count the int8 file's size
+    weights.register_buffer('onnx', torch.empty(os.path.getsize(path), dtype=torch.uint8))
+    weights.bench_note = 'onnxruntime static QDQ int8, per-channel weights'
+    return Model(weights,
+                 lambda x: torch.from_numpy(session.run(None, {name: x['img'].numpy()})[0]))
+
+
 def _make_step(model: Model, inputs: dict, train: bool, device: torch.device, dtype: str,
-               compile: bool,
                adamw: str) -> Tuple[Callable[[], None], Optional[torch.optim.Optimizer]]:
-    module, fn = model.module.to(device), model.fn
-    module.train(train)
-    if compile:
-        fn = torch.compile(fn)
+    module, fn = model.module, model.fn
     amp = _autocast(device, dtype)
     if not train:
 
@@ -854,7 +964,7 @@ def _make_step(model: Model, inputs: dict, train: bool, device: torch.device, dt
 def run_job(job_name: str,
             batch: int,
             device: torch.device,
-            dtype: str = 'fp32',
+            dtype: Union[str, Sequence[str]] = 'fp32',
             iters: int = 5,
             warmup: int = 2,
             rounds: int = 3,
@@ -863,41 +973,50 @@ def run_job(job_name: str,
             only: Optional[Sequence[str]] = None,
             exclude: Sequence[str] = (),
             adamw: str = 'default',
-            log: Callable[[str], None] = lambda s: None) -> List[Entry]:
-    """Build, warm up and time every entry of one job, interleaved; see the module doc."""
+            log: Callable[[str], None] = lambda s: None,
+            accuracy: Optional[bool] = None) -> List[Entry]:
+    """Build, warm up and time every entry of one job, interleaved; see the module doc.
+
+    ``dtype`` may list several dtypes: every entry runs in each (labels ``name@dtype``), all
+    in the same interleaved rounds. ``accuracy`` (default: on for cls-infer) compares every
+    entry's logits on sample-data images with the fp32 logits of the same implementation.
+    """
     if job_name not in JOBS:
         raise ValueError(f'unknown job {job_name!r}; choose one of {list(JOBS)}')
     job = JOBS[job_name]
-    builders = dict(job.entries)
-    if compile_mmbeit:
-        builders = {
-            **{
-                k: v
-                for k, v in builders.items() if k == 'mmbeit'
-            }, 'mmbeit+compile': builders['mmbeit'],
-            **{
-                k: v
-                for k, v in builders.items() if k != 'mmbeit'
-            }
-        }
+    dtypes = [dtype] if isinstance(dtype, str) else list(dtype)
     labels = [
-        k for k in builders if (not only or k in only) and not any(e and e in k for e in exclude)
+        k for k in variant_labels(job_name, dtypes, compile_mmbeit)
+        if (not only or k in only or k.partition('@')[0] in only) and not any(
+            e and e in (k if '@' in k else k + '@fp32') for e in exclude)
     ]
     inputs = make_inputs(job_name, batch, sizes, device)
-    ctx = BuildContext(sizes=sizes, train=job.train, device=device, dtype=dtype)
+    accuracy = job_name == 'cls-infer' if accuracy is None else accuracy
+    samples = sample_image_batches(batch, 2, sizes.cls_img) if accuracy else []
+    references: Dict[str, List[torch.Tensor]] = {}  # implementation -> its fp32 logits
     entries = []
     for label in labels:
         entry = Entry(label)
         entries.append(entry)
+        base, _, entry_dtype = split_label(label)
+        builders = dict(JOBS[job_name].entries, **{'mmbeit+compile': job.entries['mmbeit']})
+        builder = builders.get(base, builders.get(label.partition('@')[0]))
+        ctx = BuildContext(sizes=sizes, train=job.train, device=device, dtype=entry_dtype)
         try:
             torch.manual_seed(0)
             t0 = time.perf_counter()
-            model = builders[label](ctx)
+            model = builder(ctx)
+            model.module.to(device).train(job.train)
+            if accuracy:
+                _move_off_init(model.module)
+                if base not in references:  # the same weights in fp32, eager
+                    with torch.no_grad():
+                        references[base] = [_logits(model.fn(dict(img=x))) for x in samples]
+            model = _apply_variant(model, label, inputs, samples, job.train)
             entry.build_s = time.perf_counter() - t0
             entry.note = getattr(model.module, 'bench_note', '')
             entry.params = sum(p.numel() for p in model.module.parameters())
-            entry.step, optimizer = _make_step(model, inputs, job.train, device, dtype,
-                                               label.endswith('+compile'), adamw)
+            entry.step, optimizer = _make_step(model, inputs, job.train, device, entry_dtype, adamw)
             t0 = time.perf_counter()
             for _ in range(max(1, warmup)):  # the first step compiles, allocates, caches
                 entry.step()
@@ -907,8 +1026,16 @@ def run_job(job_name: str,
             with PeakMemory(device) as mem:
                 entry.step()
             entry.transient_bytes = mem.transient
+            if accuracy:
+                with torch.no_grad(), _autocast(device, entry_dtype)():
+                    outs = [_logits(model.fn(dict(img=x))).float() for x in samples]
+                ref, out = torch.cat(references[base]), torch.cat(outs)
+                entry.top1_agree = (ref.argmax(1) == out.argmax(1)).float().mean().item()
+                entry.max_abs_diff = (ref - out).abs().max().item()
+                entry.ref_logit_std = ref.std().item()
             log(f'[{job_name}] {label}: built in {entry.build_s:.1f}s, warmed up in '
-                f'{entry.warmup_s:.1f}s')
+                f'{entry.warmup_s:.1f}s' + (f', top-1 agreement {entry.top1_agree:.3f}, max '
+                                            f'|diff| {entry.max_abs_diff:.3g}' if accuracy else ''))
         except Exception as e:  # noqa: BLE001  (any failure is reported, not raised)
             entry.fail(e)
             log(f'[{job_name}] {label}: {entry.status}')
@@ -978,11 +1105,11 @@ def environment(device: torch.device, threads: int) -> dict:
 def run_benchmark(jobs: Sequence[str],
                   device: str = 'cpu',
                   batch_sizes: Optional[Dict[str, int]] = None,
-                  dtype: Optional[str] = None,
+                  dtype: Union[None, str, Sequence[str]] = None,
                   iters: int = 5,
                   warmup: int = 2,
                   rounds: int = 3,
-                  threads: Optional[int] = None,
+                  threads: Union[None, int, Sequence[int]] = None,
                   sizes: Sizes = BASE,
                   compile_mmbeit: bool = False,
                   only: Optional[Sequence[str]] = None,
@@ -995,48 +1122,78 @@ def run_benchmark(jobs: Sequence[str],
         jobs: names from :data:`JOBS`.
         device: 'cpu', 'cuda' or 'cuda:N'.
         batch_sizes: job -> batch; defaults to the job's GPU or CPU batch.
-        dtype: 'bf16' | 'fp16' (autocast) | 'fp32'; defaults to bf16 on CUDA, fp32 on the CPU.
+        dtype: one or several of :data:`DTYPES`: 'bf16' | 'fp16' (autocast) | 'fp32' |
+            'int8' (inference jobs, CPU); several run in the same interleaved rounds.
+            Defaults to bf16 on CUDA, fp32 on the CPU.
         iters: steps per timed round; warmup: untimed steps first; rounds: interleaved rounds.
-        threads: torch.set_num_threads, when given.
+        threads: torch.set_num_threads, when given; several thread counts run one after the
+            other (every model built anew), their tables keyed ``'JOB@Nt'``.
         sizes: :data:`BASE` (the benchmark) or :data:`TINY` (tests).
-        compile_mmbeit: add an 'mmbeit+compile' entry to every job.
-        only / exclude: keep only these labels / drop labels containing these strings.
+        compile_mmbeit: add an 'mmbeit+compile' entry to every job (with inductor freezing for
+            inference jobs).
+        only / exclude: keep only these labels (a name without '@dtype' keeps it in every
+            dtype) / drop labels containing these strings (fp32 labels match with an '@fp32'
+            suffix, so 'timm+compile@fp32' drops only the fp32 one).
         adamw: 'default' | 'foreach' | 'fused' AdamW implementation, the same for every model.
     """
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError(f'device {device!r} was asked for but CUDA is not available')
-    dtype = dtype or ('bf16' if dev.type == 'cuda' else 'fp32')
-    if dtype not in ('fp32', 'bf16', 'fp16'):
-        raise ValueError(f'unknown dtype {dtype!r}; choose one of fp32, bf16, fp16')
-    if threads:
-        torch.set_num_threads(threads)
+    dtypes = [dtype] if isinstance(dtype, str) else list(dtype or [])
+    dtypes = dtypes or ['bf16' if dev.type == 'cuda' else 'fp32']
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad:
+        raise ValueError(f'unknown dtype {bad}; choose from {DTYPES}')
     unknown = [j for j in jobs if j not in JOBS]
     if unknown:
         raise ValueError(f'unknown jobs {unknown}; choose from {list(JOBS)}')
+    if 'int8' in dtypes:
+        if dev.type != 'cpu':
+            raise ValueError('dtype int8 runs on the CPU only')
+        trained = [j for j in jobs if JOBS[j].train]
+        if trained:
+            raise ValueError(f'dtype int8 is for inference jobs; drop the training jobs {trained}')
+    thread_counts = [threads] if isinstance(threads, int) else list(threads or [None])
     import mmbeit  # noqa: F401  (compatibility fixes before the peers import)
+    if thread_counts[0]:
+        torch.set_num_threads(thread_counts[0])
     meta = environment(dev, torch.get_num_threads())
     meta.update(
-        dtype=dtype, iters=iters, warmup=warmup, rounds=rounds, adamw=adamw, sizes=asdict(sizes))
+        dtype=dtypes[0] if len(dtypes) == 1 else dtypes,
+        iters=iters,
+        warmup=warmup,
+        rounds=rounds,
+        adamw=adamw,
+        sizes=asdict(sizes))
+    if len(thread_counts) > 1:
+        meta['threads'] = thread_counts
     report = dict(meta=meta, jobs={})
-    for name in jobs:
-        job = JOBS[name]
-        batch = (batch_sizes
-                 or {}).get(name) or (job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
-        load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
-        t0 = time.perf_counter()
-        entries = run_job(name, batch, dev, dtype, iters, warmup, rounds, sizes, compile_mmbeit,
-                          only, exclude, adamw, log)
-        report['jobs'][name] = dict(
-            title=job.title,
-            batch=batch,
-            seconds=round(time.perf_counter() - t0, 1),
-            load_avg_1min=[load0, os.getloadavg()[0] if hasattr(os, 'getloadavg') else None],
-            results={e.label: _entry_json(e)
-                     for e in entries})
-        gc.collect()
-        if dev.type == 'cuda':
-            torch.cuda.empty_cache()
+    for n_threads in thread_counts:
+        if n_threads:
+            torch.set_num_threads(n_threads)
+        torch._dynamo.reset()  # compiled code is specialised to the thread count
+        for name in jobs:
+            job = JOBS[name]
+            batch = (batch_sizes
+                     or {}).get(name) or (job.gpu_batch if dev.type == 'cuda' else job.cpu_batch)
+            load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
+            t0 = time.perf_counter()
+            entries = run_job(name, batch, dev, dtypes, iters, warmup, rounds, sizes,
+                              compile_mmbeit, only, exclude, adamw, log)
+            key = name if len(thread_counts) == 1 else f'{name}@{n_threads}t'
+            report['jobs'][key] = dict(
+                job=name,
+                title=job.title,
+                batch=batch,
+                threads=torch.get_num_threads(),
+                seconds=round(time.perf_counter() - t0, 1),
+                load_avg_1min=[load0,
+                               os.getloadavg()[0] if hasattr(os, 'getloadavg') else None],
+                results={e.label: _entry_json(e)
+                         for e in entries})
+            gc.collect()
+            if dev.type == 'cuda':
+                torch.cuda.empty_cache()
     return report
 
 
@@ -1057,7 +1214,10 @@ def _entry_json(e: Entry) -> dict:
         transient_mib=_mib(e.transient_bytes),
         params_m=None if e.params is None else round(e.params / 1e6, 2),
         build_s=_round(e.build_s),
-        warmup_s=_round(e.warmup_s))
+        warmup_s=_round(e.warmup_s),
+        top1_agree=_round(e.top1_agree),
+        max_abs_diff=_round(e.max_abs_diff),
+        ref_logit_std=_round(e.ref_logit_std))
 
 
 def _round(v: Optional[float]) -> Optional[float]:
@@ -1072,29 +1232,53 @@ def markdown_table(report: dict) -> str:
 
     On the CPU the ratio uses images per CPU-second (process time), which a busy
     shared machine disturbs far less than the wall clock; on CUDA, wall-clock img/s.
+    Runs with several dtypes add the row's speed over the fastest fp32 peer (an
+    implementation other than mmbeit, eager or compiled, in the same table) and, where
+    measured, the accuracy against the same implementation in fp32.
     """
     on_cpu = report['meta']['device'] == 'cpu'
     key = 'img_per_cpu_s' if on_cpu else 'img_per_s'
-    head = '| job | batch | implementation | img/s wall: median (min-max) |'
+    results = [r for job in report['jobs'].values() for r in job['results'].values()]
+    multi = any('@' in label for job in report['jobs'].values() for label in job['results'])
+    acc = any(r.get('top1_agree') is not None for r in results)
+    head = '| job | threads | batch | implementation | img/s wall: median (min-max) |'
     head += ' img/CPU-s: median (min-max) |' if on_cpu else ''
-    head += ' mmbeit / this | peak MiB (static + transient) | note |'
-    rows = [head, '|' + '---|' * head.count(' |')]
-    for name, job in report['jobs'].items():
+    head += ' mmbeit / this |'
+    head += ' this / best fp32 peer |' if multi else ''
+    head += ' top-1 = fp32 | max abs logit diff (fp32 logit std) |' if acc else ''
+    head += ' peak MiB (static + transient) | note |'
+    ncols = head.count(' |')
+    rows = [head, '|' + '---|' * ncols]
+    for job in report['jobs'].values():
         res = job['results']
+        name = job.get('job', '')
         ref = res.get('mmbeit', {}).get(key)
+        peers = [
+            r[key] for label, r in res.items()
+            if r['status'] == 'ok' and r[key] and split_label(label)[0] != 'mmbeit'
+            and split_label(label)[2] == 'fp32' and split_label(label)[1] in ('eager', 'compile')
+        ]
+        best_peer = max(peers) if peers else None
         for label, r in res.items():
+            lead = f'| {name} | {job.get("threads", "")} | {job["batch"]} | {label} |'
             if r['status'] != 'ok':
-                rows.append(f'| {name} | {job["batch"]} | {label} | {r["status"]} |' + ' |' *
-                            (head.count(' |') - 4))
+                rows.append(f'{lead} {r["status"]} |' + ' |' * (ncols - 5))
                 continue
             cells = [_speed(r['img_per_s'], r['img_per_s_rounds'])]
             if on_cpu:
                 cells.append(_speed(r['img_per_cpu_s'], r['img_per_cpu_s_rounds']))
             cells.append(f'{ref / r[key]:.2f}x' if ref and r[key] else '')
+            if multi:
+                cells.append(f'{r[key] / best_peer:.2f}x' if best_peer and r[key] else '')
+            if acc:
+                agree = r.get('top1_agree')
+                cells.append('' if agree is None else f'{agree:.0%}')
+                diff, std = r.get('max_abs_diff'), r.get('ref_logit_std')
+                cells.append('' if diff is None else f'{diff:.2g} ({std:.2g})')
             cells.append(f'{r["peak_mib"]:.0f} ({r["static_mib"]:.0f} + {r["transient_mib"]:.0f})'
                          if r['peak_mib'] is not None else 'n/a')
             cells.append(r['note'])
-            rows.append(f'| {name} | {job["batch"]} | {label} | ' + ' | '.join(cells) + ' |')
+            rows.append(f'{lead} ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
 
 
@@ -1123,6 +1307,7 @@ def parse_batch_sizes(items: Sequence[str]) -> Dict[str, int]:
 
 
 __all__ = [
-    'BASE', 'TINY', 'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs',
-    'run_job', 'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes'
+    'DTYPES', 'METHODS', 'split_label', 'variant_labels', 'sample_image_batches', 'BASE', 'TINY',
+    'SIZES', 'JOBS', 'Job', 'Sizes', 'Missing', 'PeakMemory', 'make_inputs', 'run_job',
+    'run_benchmark', 'markdown_table', 'parse_batch_sizes', 'tensor_bytes'
 ]

@@ -46,7 +46,8 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init', 'fit_checkpoint',
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'PartsNotInCheckpointError', 'LoadReport', 'no_init', 'init_skipped',
+    'fit_checkpoint',
     'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
@@ -57,6 +58,11 @@ class CheckpointMismatchError(RuntimeError):
 
 class UnknownCheckpointError(CheckpointMismatchError, ValueError):
     """A checkpoint in no format mmbeit reads (catch it as either base class)."""
+
+
+class PartsNotInCheckpointError(CheckpointMismatchError):
+    """A checkpoint that fits but lacks parts of a model built under :func:`no_init` (those
+    parts have no weights): build the model normally and load again."""
 
 
 # keys of models that are not BEiT, and what to call them
@@ -123,6 +129,9 @@ _INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_',
                    'kaiming_normal_', 'orthogonal_', 'sparse_')
 
 
+_NO_INIT: ContextVar[bool] = ContextVar('mmbeit_no_init', default=False)
+
+
 @contextlib.contextmanager
 def no_init() -> Iterator[None]:
     """Build modules without writing their initial weights (``torch.nn.init`` does nothing).
@@ -135,6 +144,7 @@ def no_init() -> Iterator[None]:
     ``torch.nn.init``'s functions while the block runs), as transformers' ``no_init_weights``.
     """
     saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    token = _NO_INIT.set(True)
 
     def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return tensor
@@ -146,6 +156,13 @@ def no_init() -> Iterator[None]:
     finally:
         for name, fn in saved.items():
             setattr(torch.nn.init, name, fn)
+        _NO_INIT.reset(token)
+
+
+def init_skipped() -> bool:
+    """Whether modules are being built under :func:`no_init`: a constructor that writes its
+    weights other than through ``torch.nn.init`` (a rescale) skips that too."""
+    return _NO_INIT.get()
 
 
 def state_dict_fits(state_dict: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> bool:
@@ -336,7 +353,7 @@ def load_converted_state_dict(model: nn.Module,
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)
     if uninitialized and (fit.kept_parts or fit.kept_norms or fit.missing):
-        raise CheckpointMismatchError(
+        raise PartsNotInCheckpointError(
             f'{source} does not hold {_join(fit.kept_parts + fit.kept_norms + fit.missing)} of '
             f'{name}, which was built without initial weights (no_init); build it normally '
             'to keep those parts at their initialization')
@@ -390,6 +407,7 @@ def load_in_parts(model: nn.Module,
                 v = v.to(want.dtype)
             if id(v) in seen:
                 v = v.clone()
+            v = v.contiguous()  # a view (a transpose) becomes a weight of its own
             seen.add(id(v))
             state_dict[k] = v
     if strict:

@@ -46,9 +46,9 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'PartsNotInCheckpointError', 'LoadReport', 'no_init', 'init_skipped',
-    'fit_checkpoint',
-    'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'PartsNotInCheckpointError', 'LoadReport',
+    'no_init', 'init_skipped', 'fit_checkpoint', 'load_converted_state_dict', 'load_pretrained',
+    'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
 
@@ -127,7 +127,6 @@ def is_fitted_load() -> bool:
 _INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_', 'zeros_', 'eye_',
                    'dirac_', 'xavier_uniform_', 'xavier_normal_', 'kaiming_uniform_',
                    'kaiming_normal_', 'orthogonal_', 'sparse_')
-
 
 _NO_INIT: ContextVar[bool] = ContextVar('mmbeit_no_init', default=False)
 

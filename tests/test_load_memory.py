@@ -238,3 +238,30 @@ def test_get_model_of_a_checkpoint_lacking_parts_initialises_them(tmp_path):
     for k, v in expected.state_dict().items():
         assert torch.equal(got[k], v), k
     assert not torch.equal(got['head.fc.weight'], state['head.fc.weight'])
+
+
+def test_no_init_skips_only_in_its_own_thread():
+    """``get_model`` builds under ``no_init``: a model built meanwhile in another thread is
+    initialised as usual, and ``torch.nn.init`` is restored after the blocks."""
+    import threading
+
+    from mmbeit.converters.load import no_init
+    originals = torch.nn.init.trunc_normal_, torch.nn.init.zeros_
+    inside, outside = threading.Event(), threading.Event()
+    built = {}
+
+    def other_thread():
+        inside.wait(30)
+        built['w'] = torch.nn.init.ones_(torch.empty(4))  # while the main thread is in no_init
+        outside.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with no_init():
+        skipped = torch.nn.init.zeros_(torch.full((4, ), 7.0))
+        inside.set()
+        outside.wait(30)
+    t.join()
+    assert torch.equal(skipped, torch.full((4, ), 7.0))
+    assert torch.equal(built['w'], torch.ones(4))
+    assert (torch.nn.init.trunc_normal_, torch.nn.init.zeros_) == originals

@@ -27,13 +27,15 @@ the load stage copies it into the model a part at a time and gives each part's p
 so loading holds about one part of the file besides the model, not a second model.
 """
 import contextlib
+import functools
 import logging
 import os
 import re
+import threading
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -139,23 +141,40 @@ def no_init() -> Iterator[None]:
     written, so the memory they take is not touched until the load (with ``assign=True``,
     never). Load with ``load_pretrained(..., assign=True, uninitialized=True)``: a part the
     checkpoint lacks would hold whatever the memory held, so it is refused. Buffers computed
-    in constructors (index tables) are made as usual. Not thread-safe (it swaps
-    ``torch.nn.init``'s functions while the block runs), as transformers' ``no_init_weights``.
+    in constructors (index tables) are made as usual. While a block runs, ``torch.nn.init``'s
+    functions are wrappers that skip only in the thread (context) inside the block: other
+    threads building models meanwhile initialise them as usual.
     """
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    global _PATCHED
     token = _NO_INIT.set(True)
-
-    def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return tensor
-
+    with _PATCH_LOCK:
+        if _PATCHED == 0:
+            for name in _INIT_FUNCTIONS:
+                setattr(torch.nn.init, name, _skipping(getattr(torch.nn.init, name)))
+        _PATCHED += 1
     try:
-        for name in saved:
-            setattr(torch.nn.init, name, skip)
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(torch.nn.init, name, fn)
+        with _PATCH_LOCK:
+            _PATCHED -= 1
+            if _PATCHED == 0:
+                for name in _INIT_FUNCTIONS:
+                    setattr(torch.nn.init, name, getattr(torch.nn.init, name).__wrapped__)
         _NO_INIT.reset(token)
+
+
+_PATCH_LOCK = threading.Lock()
+_PATCHED = 0  # how many no_init blocks run (in any thread)
+
+
+def _skipping(fn: Callable) -> Callable:
+    """``fn``, or nothing inside a :func:`no_init` block of this thread."""
+
+    @functools.wraps(fn)
+    def init(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor if _NO_INIT.get() else fn(tensor, *args, **kwargs)
+
+    return init
 
 
 def init_skipped() -> bool:

@@ -21,11 +21,11 @@ import copy
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 __all__ = [
     'ModelSource', 'load_config', 'task_of', 'build_model', 'resolve_weights', 'load_weights',
-    'get_model', 'build_from_source'
+    'build_with_weights', 'get_model', 'build_from_source'
 ]
 
 
@@ -160,8 +160,13 @@ def resolve_weights(source: Union[str, os.PathLike], revision: Optional[str] = N
 
 def load_weights(model: Any,
                  source: Union[str, os.PathLike],
-                 revision: Optional[str] = None) -> dict:
+                 revision: Optional[str] = None,
+                 assign: bool = False,
+                 uninitialized: bool = False) -> dict:
     """Read ``source`` (any format), load it into ``model`` strictly, return its meta.
+
+    ``assign``, ``uninitialized``: see :func:`mmbeit.converters.load.load_pretrained`
+    (:func:`build_with_weights` passes both).
 
     Returns:
         ``dict(classes=..., palette=...)`` when the checkpoint (or the transformers
@@ -172,6 +177,7 @@ def load_weights(model: Any,
             file and its format.
     """
     from mmbeit.converters import CheckpointMismatchError, load_pretrained, read_checkpoint
+    from mmbeit.converters.load import PartsNotInCheckpointError
     from .class_names import (classes_from_checkpoint, classes_from_transformers_config,
                               transformers_config_beside)
     local = resolve_weights(source, revision)
@@ -182,12 +188,42 @@ def load_weights(model: Any,
         classes = classes_from_transformers_config(config) if config else None
         meta = dict(classes=classes) if classes else {}
     try:
-        load_pretrained(model, checkpoint)  # detect -> convert -> fit -> load, strict
+        # detect -> convert -> fit -> load, strict
+        load_pretrained(model, checkpoint, assign=assign, uninitialized=uninitialized)
+    except PartsNotInCheckpointError:
+        raise
     except CheckpointMismatchError as e:
         if str(source) in str(e):  # the pipeline named the file already
             raise
         raise type(e)(f'{source}: {e}') from None
     return meta
+
+
+def build_with_weights(cfg: Any,
+                       source: Union[str, os.PathLike],
+                       revision: Optional[str] = None) -> Tuple[Any, dict]:
+    """Build ``cfg.model`` and load ``source`` into it, holding its weights once.
+
+    The model is built without initial weights (:func:`~mmbeit.converters.load.no_init`)
+    and takes the checkpoint's tensors (``assign=True``): those of a mapped file are the
+    file's pages (copy-on-write: training writes private copies), read when used, as
+    transformers' ``from_pretrained`` does. Do not overwrite the file in place while the
+    model lives (write a new file and rename it, as mmbeit's checkpoint hook does). A
+    checkpoint that lacks parts of the model (a backbone for a classifier) is loaded into
+    a model built normally, so those parts keep their initialization.
+
+    Returns:
+        (the model, :func:`load_weights`'s meta)
+    """
+    from mmbeit.converters.load import PartsNotInCheckpointError, no_init
+    with no_init():
+        model = build_model(cfg)
+    try:
+        return model, load_weights(model, source, revision, assign=True, uninitialized=True)
+    except PartsNotInCheckpointError:
+        del model
+    model = build_model(cfg)
+    return model, load_weights(model, source, revision)
 
 
 def get_model(model: Any,
@@ -246,8 +282,10 @@ def build_from_source(src: ModelSource,
         raise TypeError(f'pretrained must be a bool, a path, a URL or a hub id, '
                         f'got {type(pretrained).__name__}')
 
-    net = build_model(cfg)
-    meta = load_weights(net, weights, revision) if weights is not None else {}
+    if weights is None:
+        net, meta = build_model(cfg), {}
+    else:
+        net, meta = build_with_weights(cfg, weights, revision)
     segmentation = task_of(cfg) == 'segmentation'
     from_config = classes_from_config(cfg, with_palette=segmentation) or {}
     num = _num_classes(net)

@@ -63,7 +63,7 @@ def init_segmentor(config: Any,
         The model, with ``model.cfg`` and ``model.dataset_meta`` (classes and palette from
         the checkpoint, else from the config's test dataset).
     """
-    from .builder import build_model, load_config, load_weights
+    from .builder import build_model, build_with_weights, load_config
     from .class_names import classes_from_config
     try:
         src = load_config(config)
@@ -79,8 +79,10 @@ def init_segmentor(config: Any,
     # a name, folder or hub id brings its weights; a config file or Config does not
     named = isinstance(config, (str, os.PathLike)) and not os.fspath(config).endswith('.py')
     weights = checkpoint if checkpoint is not None else (src.weights if named else None)
-    model = build_model(cfg)
-    meta = load_weights(model, weights) if weights is not None else {}
+    if weights is None:
+        model, meta = build_model(cfg), {}
+    else:
+        model, meta = build_with_weights(cfg, weights)
     model.dataset_meta = (meta if meta.get('classes') else None) or \
         classes_from_config(cfg, with_palette=True)
     model.cfg = cfg

@@ -27,13 +27,15 @@ the load stage copies it into the model a part at a time and gives each part's p
 so loading holds about one part of the file besides the model, not a second model.
 """
 import contextlib
+import functools
 import logging
 import os
 import re
+import threading
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -46,8 +48,9 @@ from .read import read_checkpoint, unwrap_checkpoint
 from .rules import StateDict, strip_prefix
 
 __all__ = [
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init', 'fit_checkpoint',
-    'load_converted_state_dict', 'load_pretrained', 'convert_file', 'state_dict_fits', 'fitted_load'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'PartsNotInCheckpointError', 'LoadReport',
+    'no_init', 'init_skipped', 'fit_checkpoint', 'load_converted_state_dict', 'load_pretrained',
+    'convert_file', 'state_dict_fits', 'fitted_load'
 ]
 
 
@@ -57,6 +60,11 @@ class CheckpointMismatchError(RuntimeError):
 
 class UnknownCheckpointError(CheckpointMismatchError, ValueError):
     """A checkpoint in no format mmbeit reads (catch it as either base class)."""
+
+
+class PartsNotInCheckpointError(CheckpointMismatchError):
+    """A checkpoint that fits but lacks parts of a model built under :func:`no_init` (those
+    parts have no weights): build the model normally and load again."""
 
 
 # keys of models that are not BEiT, and what to call them
@@ -122,6 +130,8 @@ _INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_',
                    'dirac_', 'xavier_uniform_', 'xavier_normal_', 'kaiming_uniform_',
                    'kaiming_normal_', 'orthogonal_', 'sparse_')
 
+_NO_INIT: ContextVar[bool] = ContextVar('mmbeit_no_init', default=False)
+
 
 @contextlib.contextmanager
 def no_init() -> Iterator[None]:
@@ -131,21 +141,46 @@ def no_init() -> Iterator[None]:
     written, so the memory they take is not touched until the load (with ``assign=True``,
     never). Load with ``load_pretrained(..., assign=True, uninitialized=True)``: a part the
     checkpoint lacks would hold whatever the memory held, so it is refused. Buffers computed
-    in constructors (index tables) are made as usual. Not thread-safe (it swaps
-    ``torch.nn.init``'s functions while the block runs), as transformers' ``no_init_weights``.
+    in constructors (index tables) are made as usual. While a block runs, ``torch.nn.init``'s
+    functions are wrappers that skip only in the thread (context) inside the block: other
+    threads building models meanwhile initialise them as usual.
     """
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
-
-    def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return tensor
-
+    global _PATCHED
+    token = _NO_INIT.set(True)
+    with _PATCH_LOCK:
+        if _PATCHED == 0:
+            for name in _INIT_FUNCTIONS:
+                setattr(torch.nn.init, name, _skipping(getattr(torch.nn.init, name)))
+        _PATCHED += 1
     try:
-        for name in saved:
-            setattr(torch.nn.init, name, skip)
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(torch.nn.init, name, fn)
+        with _PATCH_LOCK:
+            _PATCHED -= 1
+            if _PATCHED == 0:
+                for name in _INIT_FUNCTIONS:
+                    setattr(torch.nn.init, name, getattr(torch.nn.init, name).__wrapped__)
+        _NO_INIT.reset(token)
+
+
+_PATCH_LOCK = threading.Lock()
+_PATCHED = 0  # how many no_init blocks run (in any thread)
+
+
+def _skipping(fn: Callable) -> Callable:
+    """``fn``, or nothing inside a :func:`no_init` block of this thread."""
+
+    @functools.wraps(fn)
+    def init(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor if _NO_INIT.get() else fn(tensor, *args, **kwargs)
+
+    return init
+
+
+def init_skipped() -> bool:
+    """Whether modules are being built under :func:`no_init`: a constructor that writes its
+    weights other than through ``torch.nn.init`` (a rescale) skips that too."""
+    return _NO_INIT.get()
 
 
 def state_dict_fits(state_dict: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> bool:
@@ -336,7 +371,7 @@ def load_converted_state_dict(model: nn.Module,
     if fit.mismatched or (strict and not fit.complete):
         raise mismatch_error(fit, source, fmt, name, target)
     if uninitialized and (fit.kept_parts or fit.kept_norms or fit.missing):
-        raise CheckpointMismatchError(
+        raise PartsNotInCheckpointError(
             f'{source} does not hold {_join(fit.kept_parts + fit.kept_norms + fit.missing)} of '
             f'{name}, which was built without initial weights (no_init); build it normally '
             'to keep those parts at their initialization')
@@ -390,6 +425,7 @@ def load_in_parts(model: nn.Module,
                 v = v.to(want.dtype)
             if id(v) in seen:
                 v = v.clone()
+            v = v.contiguous()  # a view (a transpose) becomes a weight of its own
             seen.add(id(v))
             state_dict[k] = v
     if strict:

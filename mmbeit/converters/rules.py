@@ -131,6 +131,7 @@ def fuse_qkv(state_dict: StateDict, fmt: str) -> StateDict:
     ``_k.weight``, ``_v.weight``, ``_q.bias``, ``_v.bias`` (and ``_k.bias`` if the
     source has one, which must be zero: BEiT has no key bias).
     """
+    from mmbeit.utils.checkpoint_io import release_file_pages
     out: StateDict = OrderedDict()
     for key, value in state_dict.items():
         m = _Q_WEIGHT.fullmatch(key)
@@ -145,6 +146,8 @@ def fuse_qkv(state_dict: StateDict, fmt: str) -> StateDict:
             raise KeyError(f'{fmt} checkpoint: {e.args[0]} is missing; query, key and value '
                            f'projections of {p[:-1]!r} must all be present') from None
         out[p + 'qkv.weight'] = torch.cat([q, k, v], dim=0)  # [3C, C]
+        # q, k, v of a mapped file were read: give their pages back now, not after all layers
+        release_file_pages([q, k, v])
         k_bias = state_dict.get(p + '_k.bias')
         if k_bias is not None and bool(k_bias.abs().max() > 0):
             raise ValueError(f'{fmt} checkpoint: {p}key has a non-zero bias; BEiT has none')

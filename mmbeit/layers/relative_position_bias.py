@@ -1,4 +1,5 @@
 """BEiT's learned relative position bias (shared or per layer)."""
+import weakref
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -27,6 +28,28 @@ def relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
     index[0, 0:] = num_rows - 3  # cls -> token
     index[0:, 0] = num_rows - 2  # token -> cls
     index[0, 0] = num_rows - 1  # cls -> cls
+    return index
+
+
+# window size -> the one CPU index that every bias of that window holds as its buffer
+_SHARED_INDEX: 'weakref.WeakValueDictionary[Tuple[int, int], torch.Tensor]' = (
+    weakref.WeakValueDictionary())
+
+
+def shared_relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
+    """:func:`relative_position_index` of a window, made once while a module holds it.
+
+    Every layer of a model has the same window, so its layers share one index instead of
+    one each (24 x 20 MiB for BEiT-L at 640). Read-only by convention: nothing writes it.
+
+    Returns:
+        LongTensor [Wh*Ww+1, Wh*Ww+1] on the CPU.
+    """
+    window_size = tuple(int(s) for s in window_size)
+    index = _SHARED_INDEX.get(window_size)
+    if index is None:
+        index = relative_position_index(window_size)
+        _SHARED_INDEX[window_size] = index
     return index
 
 
@@ -92,7 +115,9 @@ class RelativePositionBias(nn.Module):
         self.num_heads = num_heads
         self.resize_mode = check_rel_pos_resize_mode(resize_mode)
         self.table = nn.Parameter(torch.zeros(rel_pos_table_size(self.window_size), num_heads))
-        self.register_buffer('index', relative_position_index(self.window_size), persistent=False)
+        # one tensor shared by every bias of this window (not in the state dict)
+        self.register_buffer(
+            'index', shared_relative_position_index(self.window_size), persistent=False)
         self._index_cache: Dict[Tuple[int, int], torch.Tensor] = {}
         self._bias_cache: Dict[tuple, torch.Tensor] = {}
 

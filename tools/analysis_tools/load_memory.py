@@ -1,7 +1,8 @@
 """Peak memory of loading a checkpoint: mmbeit's ``get_model`` against transformers.
 
 Each step runs in a fresh subprocess that reports its resident set before the step (after
-the imports, and for the last row after building the model) and its peak during the step
+the imports of the library and its model classes, and for the last row after building the
+model) and its peak during the step
 (``VmHWM`` of ``/proc/self/status``, reset first: it counts the file pages a memory map
 touched as well as allocations). The model is BEiT-L/16 UperNet for ADE20K at 640x640,
 the architecture of ``microsoft/beit-large-finetuned-ade-640-640`` (random weights: nothing
@@ -74,7 +75,9 @@ with open('/proc/self/clear_refs', 'w') as f:
 {step}
 print(json.dumps(dict(before=before, peak=status('VmHWM'), end=status('VmRSS'))))
 '''
-_MMBEIT = 'import torch\nimport mmbeit\nfrom mmbeit.apis import get_model'
+# the model classes are imported before the step, as transformers' setup imports its class
+_MMBEIT = ('import torch\nimport mmbeit\nfrom mmbeit.apis import get_model\n'
+           'import mmbeit.models, mmseg.models')
 # name -> (setup, measured step)
 LOADERS = {
     'transformers `BeitForSemanticSegmentation.from_pretrained(folder)`':

@@ -13,6 +13,7 @@ from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
 from mmbeit.converters.hooks import register_conversion_hook
+from mmbeit.converters.load import init_skipped
 from mmbeit.layers.patch_embed import PatchEmbed
 from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
 from mmbeit.layers.relative_position_bias import RelativePositionBias, RelPosWindow
@@ -175,7 +176,13 @@ class BEiT(BaseModule):
 
     # ------------------------------------------------------------------ init
     def _init_parameters(self) -> None:
-        """Truncated-normal init, then rescale residual projections by depth (as unilm)."""
+        """Truncated-normal init, then rescale residual projections by depth (as unilm).
+
+        Nothing is written under :func:`~mmbeit.converters.load.no_init` (the weights
+        are loaded next): the memory of the weights stays untouched.
+        """
+        if init_skipped():
+            return
         for p in (self.cls_token, self.mask_token, self.pos_embed):
             if p is not None:
                 nn.init.trunc_normal_(p, std=.02)

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-if ! .venv/bin/python -c "import torch, torchvision, mmpretrain, mmseg, timm, transformers, dall_e, pytest, huggingface_hub, onnx, onnxruntime, onnxscript" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, mmpretrain, mmseg, timm, transformers, dall_e, pytest, huggingface_hub, onnx, onnxruntime, onnxscript, torchao" 2>/dev/null; then
   # torch 2.14.1 + torchvision 0.29.1 are a matching pair (torch 2.13 + torchvision 0.28 are not).
   .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
   .venv/bin/pip install -q -r requirements/runtime.txt -r requirements/tests.txt

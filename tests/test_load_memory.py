@@ -6,6 +6,10 @@ peak resident set is reset (``/proc/self/clear_refs``) and the load's own peak r
 The bound is a fraction of the file's size: a second copy would be 1.0. Converting
 transformers' separate q/k/v into BEiT's fused qkv makes new tensors (a quarter of each
 layer's weights); everything else is mapped from the file.
+
+``get_model(..., pretrained=...)`` builds under ``no_init`` and takes the mapped tensors
+(``assign=True``): its peak is checked against transformers' ``from_pretrained`` of the same
+folder (issue 20), and its weights against the file (trainable, copy-on-write).
 """
 import json
 import os

@@ -1,5 +1,6 @@
 """One pre-norm BEiT transformer layer with layer scale and stochastic depth."""
-from typing import Optional, Tuple
+import math
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -62,3 +63,26 @@ class BEiTTransformerLayer(nn.Module):
         x = x + self.drop_path(y if self.gamma1 is None else self.gamma1 * y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path(y if self.gamma2 is None else self.gamma2 * y)
+
+
+def init_beit_weights_(module: nn.Module,
+                       layers: Sequence[BEiTTransformerLayer],
+                       first_depth: int = 1) -> None:
+    """BEiT's initialisation of ``module``, in place (unilm's ``_init_weights`` +
+    ``fix_init_weight``): linear weights truncated normal (std 0.02) with zero biases,
+    LayerNorms 1/0; then the residual projections (``attn.proj``, ``mlp.fc2``) of
+    ``layers[i]`` divided by sqrt(2 * depth), depth = ``first_depth + i`` (the layer's
+    depth in the whole stack, 1-based).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.attn.proj.weight.div_(math.sqrt(2.0 * (first_depth + i)))
+            layer.mlp.fc2.weight.div_(math.sqrt(2.0 * (first_depth + i)))

@@ -4,7 +4,6 @@ Reads top to bottom: the arch table, the model, its helpers for layer-wise
 learning-rate decay. Loading (any checkpoint format, resizing, shared -> per-layer
 tables) is :mod:`mmbeit.converters`' pipeline, run by a state-dict pre-hook.
 """
-import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,7 +16,7 @@ from mmbeit.converters.load import init_skipped
 from mmbeit.layers.patch_embed import PatchEmbed
 from mmbeit.layers.pos_resize import check_rel_pos_resize_mode, resize_abs_pos_embed
 from mmbeit.layers.relative_position_bias import RelativePositionBias, RelPosWindow
-from mmbeit.layers.transformer_layer import BEiTTransformerLayer
+from mmbeit.layers.transformer_layer import BEiTTransformerLayer, init_beit_weights_
 from mmbeit.registry import MODELS
 from mmbeit.utils.config_check import check_img_size, check_out_indices, suggest_arguments
 
@@ -186,18 +185,7 @@ class BEiT(BaseModule):
         for p in (self.cls_token, self.mask_token, self.pos_embed):
             if p is not None:
                 nn.init.trunc_normal_(p, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        with torch.no_grad():
-            for i, layer in enumerate(self.layers):
-                layer.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
-                layer.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+        init_beit_weights_(self, self.layers)
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``, any format."""

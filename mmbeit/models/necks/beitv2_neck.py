@@ -9,7 +9,6 @@ vocabulary. The neck's layers use the backbone's shared relative position
 bias, as unilm's ``cls_pt_layers`` do (``beit2/modeling_pretrain.py``,
 ``VisionTransformerForMaskedImageModelingCLS``).
 """
-import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,7 +16,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmbeit.layers.relative_position_bias import RelPosWindow
-from mmbeit.layers.transformer_layer import BEiTTransformerLayer
+from mmbeit.layers.transformer_layer import BEiTTransformerLayer, init_beit_weights_
 from mmbeit.models.backbones.beit import resolve_arch
 from mmbeit.registry import MODELS
 
@@ -91,19 +90,7 @@ class BEiTV2Neck(BaseModule):
     def _init_parameters(self) -> None:
         """Truncated normal (std 0.02), residual projections rescaled by their
         depth in the whole stack (unilm's ``fix_init_cls_pt_weight``)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        with torch.no_grad():
-            for i, layer in enumerate(self.layers):
-                depth = self.early_layers + i + 1
-                layer.attn.proj.weight.div_(math.sqrt(2.0 * depth))
-                layer.mlp.fc2.weight.div_(math.sqrt(2.0 * depth))
+        init_beit_weights_(self, self.layers, first_depth=self.early_layers + 1)
 
     def forward(self,
                 feats: Sequence[torch.Tensor],

@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 __all__ = [
     'UnknownTypeError', 'UnknownConfigKeyError', 'registered_names', 'suggest_types',
     'explain_unknown_type', 'suggest_registered_names', 'check_data_roots', 'check_top_level_keys',
-    'suggest_arguments', 'check_img_size', 'check_out_indices'
+    'suggest_arguments', 'check_img_size', 'check_out_indices', 'checkpoint_from_init_cfg'
 ]
 
 #: Scopes searched for close names (besides the config's default scope).
@@ -337,3 +337,24 @@ def check_out_indices(out_indices: Any, num_layers: int) -> List[int]:
                              f'{num_layers} layers; out_indices must be {expected}')
         indices.append(i + num_layers if i < 0 else i)
     return indices
+
+
+def checkpoint_from_init_cfg(owner: str, init_cfg: Optional[dict],
+                             checkpoint: Optional[str]) -> Optional[str]:
+    """The checkpoint of a module that takes ``checkpoint=`` and, as mmpretrain's configs
+    write it, ``init_cfg=dict(type='Pretrained', checkpoint=...)``; anything else in
+    ``init_cfg`` is refused, naming ``owner`` (the class).
+    """
+    if init_cfg is None:
+        return checkpoint
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
+        raise ValueError(f"{owner}: init_cfg may only be dict(type='Pretrained', "
+                         f'checkpoint=...) (or use checkpoint=...), got {init_cfg!r}')
+    extra = set(init_cfg) - {'type', 'checkpoint'}
+    if extra:
+        raise ValueError(f'{owner}: unsupported init_cfg keys {sorted(extra)}; allowed: type, '
+                         'checkpoint')
+    if checkpoint is not None and checkpoint != init_cfg['checkpoint']:
+        raise ValueError(f'{owner}: checkpoint={checkpoint!r} and init_cfg checkpoint='
+                         f'{init_cfg["checkpoint"]!r} disagree')
+    return init_cfg['checkpoint']

@@ -34,6 +34,7 @@ from mmbeit.converters.convert import convert_checkpoint
 from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.converters.read import read_checkpoint
 from mmbeit.registry import MODELS
+from mmbeit.utils.config_check import checkpoint_from_init_cfg
 
 __all__ = ['DALLEEncoder', 'DALLEEncoderBlock', 'map_pixels']
 
@@ -117,7 +118,7 @@ class DALLEEncoder(BaseModule):
                  checkpoint: Optional[str] = None,
                  init_seed: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        checkpoint = _checkpoint_from_init_cfg(init_cfg, checkpoint)
+        checkpoint = checkpoint_from_init_cfg('DALLEEncoder', init_cfg, checkpoint)
         super().__init__(init_cfg=None)
         for name, value in (('group_count', group_count), ('n_hid', n_hid), ('n_blk_per_group',
                                                                              n_blk_per_group),
@@ -334,20 +335,3 @@ def _ieee_fp32_convs(enabled: bool) -> Iterator[None]:
             yield
         finally:
             torch.backends.cudnn.allow_tf32 = previous
-
-
-def _checkpoint_from_init_cfg(init_cfg: Optional[dict], checkpoint: Optional[str]) -> Optional[str]:
-    """Accept mmpretrain's ``init_cfg=dict(type='Pretrained', ...)``."""
-    if init_cfg is None:
-        return checkpoint
-    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
-        raise ValueError("DALLEEncoder: init_cfg may only be dict(type='Pretrained', "
-                         f'checkpoint=...) (or use checkpoint=...), got {init_cfg!r}')
-    extra = set(init_cfg) - {'type', 'checkpoint'}
-    if extra:
-        raise ValueError(f'DALLEEncoder: unsupported init_cfg keys '
-                         f'{sorted(extra)}; allowed: type, checkpoint')
-    if checkpoint is not None and checkpoint != init_cfg['checkpoint']:
-        raise ValueError(f'DALLEEncoder: checkpoint={checkpoint!r} and init_cfg '
-                         f'checkpoint={init_cfg["checkpoint"]!r} disagree')
-    return init_cfg['checkpoint']

@@ -34,6 +34,7 @@ from mmengine.model import BaseModule
 from mmbeit.converters.hooks import register_conversion_hook
 from mmbeit.layers.norm_ema_quantizer import NormEMAVectorQuantizer
 from mmbeit.registry import MODELS
+from mmbeit.utils.config_check import checkpoint_from_init_cfg
 
 __all__ = ['VQKD', 'VQKD_ENCODER']
 
@@ -52,23 +53,6 @@ VQKD_ENCODER = dict(
     use_shared_rel_pos_bias=False,
     layer_scale_init_value=0.,
     norm_eps=1e-6)
-
-
-def _checkpoint_from_init_cfg(init_cfg: Optional[dict], checkpoint: Optional[str]) -> Optional[str]:
-    """Accept mmpretrain's ``init_cfg=dict(type='Pretrained', checkpoint=...)``."""
-    if init_cfg is None:
-        return checkpoint
-    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
-        raise ValueError("VQKD: init_cfg may only be dict(type='Pretrained', checkpoint=...) "
-                         f'(or use checkpoint=...), got {init_cfg!r}')
-    extra = set(init_cfg) - {'type', 'checkpoint'}
-    if extra:
-        raise ValueError(f'VQKD: unsupported init_cfg keys {sorted(extra)}; allowed: type, '
-                         'checkpoint')
-    if checkpoint is not None and checkpoint != init_cfg['checkpoint']:
-        raise ValueError(f'VQKD: checkpoint={checkpoint!r} and init_cfg checkpoint='
-                         f'{init_cfg["checkpoint"]!r} disagree')
-    return init_cfg['checkpoint']
 
 
 @MODELS.register_module()
@@ -103,7 +87,7 @@ class VQKD(BaseModule):
                  frozen: bool = True,
                  checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        checkpoint = _checkpoint_from_init_cfg(init_cfg, checkpoint)
+        checkpoint = checkpoint_from_init_cfg('VQKD', init_cfg, checkpoint)
         super().__init__(init_cfg=None)
         encoder_cfg = copy.deepcopy(VQKD_ENCODER)
         encoder_cfg.update(encoder or {})

@@ -21,13 +21,14 @@ from .export import save_transformers, to_transformers
 from .fit import FitResult, fit_state_dict
 from .hooks import register_conversion_hook
 from .layout import TARGETS
-from .load import (CheckpointMismatchError, LoadReport, convert_file, fit_checkpoint,
-                   load_converted_state_dict, load_pretrained)
+from .load import (CheckpointMismatchError, LoadReport, UnknownCheckpointError, convert_file,
+                   fit_checkpoint, load_converted_state_dict, load_pretrained, no_init)
 from .read import read_checkpoint, unwrap_checkpoint
 
 __all__ = [
     'FORMATS', 'TARGETS', 'read_checkpoint', 'unwrap_checkpoint', 'detect_format',
     'convert_checkpoint', 'to_canonical', 'fit_state_dict', 'FitResult', 'fit_checkpoint',
     'load_converted_state_dict', 'load_pretrained', 'register_conversion_hook', 'convert_file',
-    'CheckpointMismatchError', 'LoadReport', 'to_transformers', 'save_transformers'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init',
+    'to_transformers', 'save_transformers'
 ]

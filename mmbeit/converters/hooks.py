@@ -32,7 +32,7 @@ def register_conversion_hook(module: nn.Module, target: Optional[str] = None) ->
     """Run the loading pipeline on every ``load_state_dict`` of ``module``.
 
     Args:
-        module: the model (or backbone, or DALL-E encoder) to load into.
+        module: the model (or backbone, or tokenizer) to load into.
         target: what it is (:data:`~.layout.TARGETS`); inferred from its keys when None.
 
     Returns:

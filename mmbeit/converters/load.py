@@ -461,7 +461,7 @@ def load_pretrained(module: nn.Module,
 
     Args:
         module: a bare ``mmbeit.BEiT``, a classifier, segmentor or pretraining model, or
-            a DALL-E encoder (what it is is read from its keys).
+            a tokenizer (DALL-E, VQ-KD; what it is is read from its keys).
         checkpoint: path, http(s) URL, transformers model folder, loaded checkpoint
             or state dict.
         prefix: only the keys under this prefix (mmengine's ``Pretrained`` semantics),

@@ -29,6 +29,6 @@ __all__ = [
     'FORMATS', 'TARGETS', 'read_checkpoint', 'unwrap_checkpoint', 'detect_format',
     'convert_checkpoint', 'to_canonical', 'fit_state_dict', 'FitResult', 'fit_checkpoint',
     'load_converted_state_dict', 'load_pretrained', 'register_conversion_hook', 'convert_file',
-    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init',
-    'to_transformers', 'save_transformers'
+    'CheckpointMismatchError', 'UnknownCheckpointError', 'LoadReport', 'no_init', 'to_transformers',
+    'save_transformers'
 ]

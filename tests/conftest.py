@@ -83,6 +83,14 @@ TIERS: Dict[str, Tuple[str, ...]] = {
     'test_seeds.py::test_seed_001_ade20k_logits_at_a_quarter_and_the_mask': ('slow', ),
     'test_segmentation.py::test_tools_test_reports_miou_and_writes_overlays': ('slow', ),
     'test_segmentation.py::test_inference_segmentor_on_the_trained_tiny_model': ('slow', ),
+    'test_inference_inputs.py::test_dynamic_onnx_pads_as_pytorch': ('export', ),
+    'test_benchmark.py::test_dtypes_and_threads_in_one_run': ('slow', ),
+    'test_benchmark.py::test_static_int8_entries': ('slow', 'export'),
+    'test_quantize.py::test_tools_test_dtype': ('slow', ),
+    'test_quantize.py::test_static_int8_pt2e_and_onnx': ('export', ),
+    'test_vqkd_training.py::test_tiny_vqkd_trains_on_sample_data': ('slow', ),
+    'test_load_memory.py::test_loading_holds_no_second_copy_of_the_weights': ('slow', 'subprocess'),
+    'test_vqkd.py::test_base_vqkd_matches_mmpretrain': ('slow', ),
 }
 
 

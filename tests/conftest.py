@@ -115,9 +115,20 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_default_scope():
-    """Each test starts without mmengine's global default scope (another test may have set one)."""
+    """Each test starts without mmengine's global default scope and without the visualizers
+    that another test's Runner left behind: mmengine hands a Runner an existing visualizer of
+    the same name, with that other run's save_dir (so ``--show-dir`` would write elsewhere)."""
+    import sys
+
     from mmengine.registry import DefaultScope
     DefaultScope._instance_dict.clear()
+    if 'mmengine.visualization' in sys.modules:
+        from mmengine.visualization import Visualizer
+        stack = [Visualizer]
+        while stack:  # each ManagerMixin class keeps its own instances
+            cls = stack.pop()
+            cls._instance_dict.clear()
+            stack.extend(cls.__subclasses__())
     yield
 
 

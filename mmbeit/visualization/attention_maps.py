@@ -25,8 +25,6 @@ grid is a picture for people, RGB as PNG stores it.
 """
 import contextlib
 import functools
-import os
-import os.path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from mmbeit.layers.attention import BEiTAttention
+from mmbeit.visualization.canvas import default_scale, save_png, upsample_nearest
 
 __all__ = [
     'find_backbone', 'AttentionRecord', 'collect_attention', 'cls_attention', 'patch_attention',
@@ -322,15 +321,8 @@ def _colourise(value: np.ndarray) -> np.ndarray:
     return _CMAP_STOPS[lo] * (1 - frac) + _CMAP_STOPS[lo + 1] * frac
 
 
-def _upsample(grid: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Nearest upsampling of [h, w(, c)] to (H, W): one block per patch."""
-    rows = np.arange(size[0]) * grid.shape[0] // size[0]
-    cols = np.arange(size[1]) * grid.shape[1] // size[1]
-    return grid[rows][:, cols]
-
-
 def _overlay(rgb: np.ndarray, value: np.ndarray, alpha: float) -> np.ndarray:
-    heat = _upsample(_colourise(value), rgb.shape[:2])
+    heat = upsample_nearest(_colourise(value), rgb.shape[:2])
     return np.clip((1 - alpha) * rgb + alpha * heat + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -408,12 +400,7 @@ def draw_attention_grid(image: np.ndarray,
 
 def save_attention_grid(out_file: str, *args, **kwargs) -> np.ndarray:
     """:func:`draw_attention_grid` written to ``out_file`` as a PNG; returns the grid."""
-    from PIL import Image
-    grid = draw_attention_grid(*args, **kwargs)
-    if osp.dirname(out_file):
-        os.makedirs(osp.dirname(out_file), exist_ok=True)
-    Image.fromarray(grid).save(out_file, format='PNG')
-    return grid
+    return save_png(draw_attention_grid(*args, **kwargs), out_file)
 
 
 def visualize_attention(model: nn.Module,
@@ -427,7 +414,7 @@ def visualize_attention(model: nn.Module,
     """
     maps = compute_attention_maps(model, image, **kwargs)
     if scale is None:
-        scale = max(1, -(-192 // min(maps['image'].shape[:2])))
+        scale = default_scale(maps['image'])
     save_attention_grid(
         out_file,
         maps['image'],

@@ -12,12 +12,12 @@ or arrays in BGR order as ``cv2.imread`` gives them) are read by its
 ``read_image``; the grids they draw are pictures for people, RGB as PNG stores them.
 """
 import colorsys
-import os
-import os.path as osp
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
+
+from mmbeit.visualization.canvas import default_scale, save_png, upsample_nearest
 
 __all__ = [
     'token_palette', 'colorize_tokens', 'draw_mim_grid', 'save_mim_grid', 'predict_mim_tokens',
@@ -82,14 +82,6 @@ def _grid_shape(size: tuple, *maps: Any) -> tuple:
     return h, n // h
 
 
-def _upsample(grid: np.ndarray, size: tuple) -> np.ndarray:
-    """Nearest upsampling of a [h, w(, c)] grid to the pixel size (H, W)."""
-    h, w = grid.shape[:2]
-    rows = np.arange(size[0]) * h // size[0]
-    cols = np.arange(size[1]) * w // size[1]
-    return grid[rows][:, cols]
-
-
 def draw_mim_grid(image: np.ndarray,
                   mask: Any,
                   target_tokens: Any,
@@ -127,16 +119,16 @@ def draw_mim_grid(image: np.ndarray,
     if num_tokens is None:
         num_tokens = int(max(target.max(), pred.max())) + 1
     size = image.shape[:2]
-    pix_mask = _upsample(mask, size)[..., None]  # [H, W, 1]
+    pix_mask = upsample_nearest(mask, size)[..., None]  # [H, W, 1]
     grey = np.full_like(image, 128)
     dim = (image * 0.35 + 128 * 0.65).astype(np.uint8)
 
     masked_input = np.where(pix_mask, grey, image)
-    target_img = _upsample(colorize_tokens(target, num_tokens), size)
-    pred_img = np.where(pix_mask, _upsample(colorize_tokens(pred, num_tokens), size), dim)
+    target_img = upsample_nearest(colorize_tokens(target, num_tokens), size)
+    pred_img = np.where(pix_mask, upsample_nearest(colorize_tokens(pred, num_tokens), size), dim)
     right = np.array([40, 170, 60], np.uint8)
     wrong = np.array([210, 40, 40], np.uint8)
-    verdict = _upsample(np.where((pred == target)[..., None], right, wrong), size)
+    verdict = upsample_nearest(np.where((pred == target)[..., None], right, wrong), size)
     verdict_img = np.where(pix_mask, verdict, dim)
     panels = [image, masked_input, target_img, pred_img, verdict_img]
     if scale > 1:
@@ -156,12 +148,7 @@ def draw_mim_grid(image: np.ndarray,
 
 def save_mim_grid(out_file: str, *args, **kwargs) -> np.ndarray:
     """:func:`draw_mim_grid` written to ``out_file`` as a PNG; returns the grid."""
-    from PIL import Image
-    grid = draw_mim_grid(*args, **kwargs)
-    if osp.dirname(out_file):
-        os.makedirs(osp.dirname(out_file), exist_ok=True)
-    Image.fromarray(grid).save(out_file, format='PNG')
-    return grid
+    return save_png(draw_mim_grid(*args, **kwargs), out_file)
 
 
 @torch.no_grad()
@@ -272,7 +259,7 @@ def visualize_mim(model: torch.nn.Module,
     """
     result = predict_mim_tokens(model, image, **kwargs)
     if scale is None:
-        scale = max(1, -(-192 // min(result['image'].shape[:2])))
+        scale = default_scale(result['image'])
     save_mim_grid(
         out_file,
         result['image'],

@@ -34,23 +34,18 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from mmbeit.layers.norm_ema_quantizer import all_reduce_sum
+from mmbeit.models.target_generators.vqkd import VQKD_ENCODER
 from mmbeit.registry import MODELS
 
 __all__ = ['VQKDTrainer', 'VQKD_DECODER']
 
 # unilm's vqkd_encoder_base_decoder_3x768x12: a ViT of 3 layers on the grid of codes
 # (patch 1, in_chans = code dim; img_size, patch_size and in_channels are set from the
-# tokenizer), absolute positions, no layer scale, final LayerNorm on every token.
+# tokenizer), the encoder's kind of ViT: absolute positions, no layer scale, final
+# LayerNorm on every token.
+_ENCODER_KIND = {k: v for k, v in VQKD_ENCODER.items() if k not in ('img_size', 'patch_size')}
 VQKD_DECODER = dict(
-    type='mmbeit.BEiT',
-    arch=dict(embed_dims=768, num_layers=3, num_heads=12, feedforward_channels=3072),
-    out_type='raw',
-    final_norm=True,
-    use_abs_pos_emb=True,
-    use_rel_pos_bias=False,
-    use_shared_rel_pos_bias=False,
-    layer_scale_init_value=0.,
-    norm_eps=1e-6)
+    _ENCODER_KIND, arch=dict(embed_dims=768, num_layers=3, num_heads=12, feedforward_channels=3072))
 
 # single-view images mapped to [-1, 1] (unilm's process_type='default')
 DEFAULT_DATA_PREPROCESSOR = dict(

@@ -128,7 +128,8 @@ def processor_from_config(cfg: Mapping) -> dict:
     """The image preprocessing of an mmbeit classifier config, for an export's
     ``preprocessor_config.json``: the inverse of what :func:`config_from_transformers` builds.
 
-    Reads ``model.data_preprocessor`` (mean/std, 0-255 units, RGB) and the test pipeline
+    Reads the data preprocessor (``model.data_preprocessor``, else the top-level one, as
+    mmengine's Runner does; mean/std, 0-255 units, RGB) and the test pipeline
     (``Resize``, ``ResizeEdge``, ``CenterCrop``).
 
     Returns:
@@ -141,15 +142,19 @@ def processor_from_config(cfg: Mapping) -> dict:
     """
     import warnings
     out: dict = {}
-    pre = dict(cfg['model'].get('data_preprocessor') or {})
+    # the Runner's precedence: model.data_preprocessor, else the top-level one
+    pre = dict(cfg['model'].get('data_preprocessor') or cfg.get('data_preprocessor') or {})
     if pre.get('mean') is not None:
+        if pre.get('std') is None:
+            raise ValueError(f'data_preprocessor {pre}: mean without std')
         if not pre.get('to_rgb', False):
             raise ValueError('the config normalises BGR pixels (data_preprocessor.to_rgb is not '
                              'True); transformers\' image processors give the model RGB')
         out['mean'] = [float(m) / 255 for m in pre['mean']]
         out['std'] = [float(s) / 255 for s in pre['std']]
-    pipeline = cfg.get('test_pipeline') or (cfg.get('test_dataloader') or {}).get(
-        'dataset', {}).get('pipeline') or []
+    # what testing runs: the test dataloader's pipeline, else the test_pipeline variable
+    pipeline = (cfg.get('test_dataloader') or {}).get(
+        'dataset', {}).get('pipeline') or cfg.get('test_pipeline') or []
     for step in pipeline:
         kind = str(step['type']).split('.')[-1]
         if kind == 'Resize':

@@ -7,6 +7,7 @@ unilm's files have (the ``{'model': ...}`` wrapper, persistent
 ``relative_position_index`` buffers, ``mask_token`` and ``lm_head``).
 """
 import json
+import os
 import os.path as osp
 import runpy
 import sys
@@ -545,5 +546,31 @@ def test_convert_cli(tmp_path, monkeypatch, image):
     assert detect_format(saved) == 'mmbeit'
     model = classifier()
     model.load_state_dict(saved['state_dict'])  # plain strict torch load: our own keys
+    with torch.no_grad():
+        assert_close(model(image, mode='tensor'), ref(image))
+
+
+@pytest.mark.parametrize('ext', ['.pth', '.safetensors'])
+def test_convert_file_onto_itself_keeps_the_weights(tmp_path, image, ext):
+    """The source is mapped, not read: writing the destination in place would truncate the
+    pages being saved (SIGBUS, or zeros); it is written beside and moved into place."""
+    from safetensors.torch import save_file
+
+    from mmbeit.converters import convert_file
+    ref = timm_beit()
+    path = str(tmp_path / f'weights{ext}')
+    if ext == '.safetensors':
+        save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    else:
+        torch.save(ref.state_dict(), path)
+    convert_file(path, path)
+    assert sorted(os.listdir(tmp_path)) == [f'weights{ext}']  # no temporary file left
+    model = classifier()
+    if ext == '.safetensors':
+        from safetensors.torch import load_file
+        converted = load_file(path)
+    else:
+        converted = torch.load(path, weights_only=True)['state_dict']
+    model.load_state_dict(converted)
     with torch.no_grad():
         assert_close(model(image, mode='tensor'), ref(image))

@@ -522,13 +522,25 @@ def convert_file(src: Any,
     target = target or default_target(canonical)
     state_dict, left_out = assemble(canonical, target)
     state_dict: StateDict = OrderedDict((k, v.contiguous()) for k, v in state_dict.items())
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    if dst.endswith('.safetensors'):
+    from mmbeit.utils.checkpoint_io import atomic_path
+
+    # the tensors may be pages of ``src`` itself (mapped): write beside, then replace
+    with atomic_path(dst) as tmp:
+        _save(state_dict, tmp, dst.endswith('.safetensors'), fmt, target, str(src))
+    return dict(
+        fmt=fmt,
+        target=target,
+        left_out=[ROLE_NAMES[r] for r in left_out],
+        num_keys=len(state_dict))
+
+
+def _save(state_dict: StateDict, path: str, safetensors: bool, fmt: str, target: str,
+          src: str) -> None:
+    if safetensors:
         from safetensors.torch import save_file
         save_file(
             dict(state_dict),
-            dst,
+            path,
             metadata={
                 'format': 'pt',
                 'converted_from': fmt,
@@ -541,11 +553,6 @@ def convert_file(src: Any,
                 'meta': {
                     'converted_from': fmt,
                     'target': target,
-                    'source': str(src)
+                    'source': src
                 }
-            }, dst)
-    return dict(
-        fmt=fmt,
-        target=target,
-        left_out=[ROLE_NAMES[r] for r in left_out],
-        num_keys=len(state_dict))
+            }, path)

@@ -4,10 +4,7 @@ Built on mmengine's public extension points only: a storage backend registered w
 ``mmengine.fileio.register_backend`` (which ``CheckpointHook`` and ``Runner.save_checkpoint``
 take through ``backend_args``), the hook's ``file_backend`` and its ``after_*`` methods.
 """
-import contextlib
 import os
-import os.path as osp
-import tempfile
 from typing import Any, List, Tuple, Union
 
 from mmengine.dist import is_main_process
@@ -15,6 +12,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 
 from mmbeit.registry import HOOKS
+from mmbeit.utils.checkpoint_io import atomic_path
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'ATOMIC_LOCAL_BACKEND']
 
@@ -120,14 +118,5 @@ class AtomicCheckpointHook(CheckpointHook):
 
 
 def _write_atomically(path: str, data: bytes) -> None:
-    folder = osp.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        f.write(data)

@@ -30,13 +30,13 @@ import urllib.parse
 import urllib.request
 import weakref
 import zipfile
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 
 __all__ = [
     'CACHE_DIR_ENV', 'CheckpointDownloadError', 'CheckpointFileError', 'check_checkpoint_file',
-    'release_file_pages', 'file_of', 'load_checkpoint_file', 'download_checkpoint',
+    'release_file_pages', 'file_of', 'load_checkpoint_file', 'download_checkpoint', 'atomic_path',
     'safe_torch_load', 'get_cache_dir', 'cached_path_for', 'is_url', 'register_safe_globals',
     'mmengine_safe_globals', 'make_hub_weights_only', 'register_mmengine_loaders',
     'load_from_safe_local', 'load_from_safe_http'
@@ -97,6 +97,28 @@ def cached_path_for(url: str,
     return osp.join(root, url_digest, name)
 
 
+@contextlib.contextmanager
+def atomic_path(dst: str) -> Iterator[str]:
+    """A temporary path beside ``dst`` to write to; moved onto ``dst`` (``os.replace``) only
+    when the block ends without an error, removed otherwise.
+
+    A reader, or a kill, sees the old file or the new one, never half of one; and ``dst``
+    may be the very file whose mapped tensors are being written (converting a file onto
+    itself: writing in place would truncate the pages being read).
+    """
+    folder, name = osp.split(osp.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{name}.', suffix='.part')
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
 def download_checkpoint(url: str,
                         cache_dir: Optional[str] = None,
                         *,
@@ -130,20 +152,14 @@ def download_checkpoint(url: str,
 
     from mmengine.logging import print_log
     print_log(f'Downloading {url} to {dst}', logger='current')
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{name}.', suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    with atomic_path(dst) as tmp:
+        with open(tmp, 'wb') as f:
             digest = _fetch(url, f, timeout)
         if match and not digest.startswith(match.group(1)):
             raise CheckpointDownloadError(
                 f'Downloaded {url} but its sha256 {digest} does not start with '
                 f'{match.group(1)}, the hash prefix in its file name; the file '
                 'was discarded (corrupt download, or a wrong URL).')
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
     return dst
 
 

@@ -92,6 +92,23 @@ def test_dynamic_int8_logits(tiny):
     assert 0 < (got - ref).abs().max() <= LOGIT_TOL['int8']
     assert torch.equal(got.argmax(1), ref.argmax(1))
     assert q.inference_dtype == 'int8'
+    # an int8 model has no fp32 linear layers left: other dtypes are refused, named
+    for dtype in ('bf16', 'fp32'):
+        with pytest.raises(ValueError, match=f"dtype='{dtype}' with a model quantized to int8"):
+            inference_model(q, _images(1)[0], dtype=dtype)
+        with pytest.raises(ValueError, match='quantized to int8'):
+            quantize.prepare_for_dtype(q, dtype)
+    assert inference_model(q, _images(1)[0], dtype='int8').get('pred_label') is not None
+
+
+def test_compile_frozen_freezes_its_own_compile_only(monkeypatch):
+    import torch._inductor.config as inductor_config
+    calls = []
+    monkeypatch.setattr(torch, 'compile', lambda fn, **kw: calls.append(kw) or fn)
+    before = inductor_config.freezing
+    quantize.compile_frozen(torch.nn.Linear(2, 2), dynamic=False)
+    assert calls == [dict(options=dict(freezing=True), dynamic=False)]
+    assert inductor_config.freezing == before  # later torch.compile calls are not frozen
 
 
 def test_static_int8_pt2e_and_onnx(tiny, tmp_path, monkeypatch):

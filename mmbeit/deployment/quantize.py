@@ -98,6 +98,7 @@ def prepare_for_dtype(model: nn.Module, dtype: str) -> nn.Module:
         ``model`` itself, with ``model.inference_dtype`` set to ``dtype``.
     """
     check_dtype(dtype)
+    _refuse_requantized(model, dtype)
     if dtype == 'int8':
         devices = {p.device.type for p in model.parameters()}
         if devices - {'cpu'}:
@@ -108,13 +109,20 @@ def prepare_for_dtype(model: nn.Module, dtype: str) -> nn.Module:
     return model
 
 
+def _refuse_requantized(model: nn.Module, dtype: str) -> None:
+    """An int8 model has no fp32 linear layers left to run in fp32 or bf16."""
+    if getattr(model, 'inference_dtype', 'fp32') == 'int8' and dtype != 'int8':
+        raise ValueError(f"dtype={dtype!r} with a model quantized to int8 (its linear layers "
+                         "are int8 now): build the model again for "
+                         f"{dtype!r}, or pass dtype='int8'")
+
+
 def compile_frozen(fn: Callable, **kwargs) -> Callable:
     """``torch.compile(fn)`` with inductor's freezing (weights folded as constants, linear
     weights pre-packed for oneDNN): for inference only, and the weights must not change after
     the first call."""
-    import torch._inductor.config as inductor_config
-    inductor_config.freezing = True
-    return torch.compile(fn, **kwargs)
+    options = dict(kwargs.pop('options', None) or {}, freezing=True)  # this compile only
+    return torch.compile(fn, options=options, **kwargs)
 
 
 def quantize_pt2e_int8(module: nn.Module, example: torch.Tensor,
@@ -218,6 +226,7 @@ def inference_dtype_context(model: nn.Module, dtype: str, owned: bool) -> Contex
         owned: whether the model was built for this call.
     """
     check_dtype(dtype)
+    _refuse_requantized(model, dtype)
     if dtype == 'fp32':
         return contextlib.nullcontext()
     if getattr(model, 'onnx_path', None):

@@ -4,8 +4,8 @@
 # a 1-layer decoder, and a tiny CLIP-like teacher (2 layers, 64 wide, 32 output channels)
 # with random but fixed-seed weights (init_seed): no real teacher weights can be downloaded
 # here, and its features are still a deterministic function of the pixels to distil.
-# About a minute on one CPU core; the per-step log shows the code usage (codes_used,
-# code_perplexity, codes_unused) next to the losses.
+# About a minute with one compute thread (OMP_NUM_THREADS=1); the per-step log shows the
+# code usage (codes_used, code_perplexity, codes_unused) next to the losses.
 _base_ = './vqkd_vit-base-p16_8xb64-amp-coslr-100e_in1k.py'
 
 # mmbeit.utils.sample_data.SAMPLE_CLS_CLASSES, in label order

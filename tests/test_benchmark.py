@@ -204,3 +204,32 @@ def test_static_int8_entries(monkeypatch):
         assert e.status == 'ok', e.status
         assert e.rounds and 0 < e.max_abs_diff < 0.1 and e.top1_agree >= 0.75
     assert 'onnxruntime' in res[1].note
+
+
+def test_table_ratios_without_an_fp32_run():
+    """A bf16-only run (CUDA's default) divides by its own mmbeit and best peer (it had no
+    'mmbeit' label, so both ratio columns were empty)."""
+
+    def entry(speed):
+        return dict(status='ok', img_per_s=speed, img_per_s_rounds=[speed], peak_mib=None, note='')
+
+    for suffix in ('', '@bf16'):
+        report = dict(
+            meta=dict(device='cuda'),
+            jobs={
+                'cls-infer':
+                dict(
+                    job='cls-infer',
+                    batch=8,
+                    results={
+                        f'mmbeit{suffix}': entry(300.),
+                        f'timm{suffix}': entry(200.),
+                        f'timm+compile{suffix}': entry(250.)
+                    })
+            })
+        rows = bm.markdown_table(report).splitlines()
+        assert rows[2].startswith(f'| cls-infer |  | 8 | mmbeit{suffix} | ')
+        cells = [c.strip() for c in rows[3].split('|')]
+        assert '1.50x' in cells  # mmbeit / timm
+        if suffix:
+            assert '0.80x' in cells  # timm / best peer (timm+compile)

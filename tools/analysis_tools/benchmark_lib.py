@@ -1234,7 +1234,9 @@ def markdown_table(report: dict) -> str:
     shared machine disturbs far less than the wall clock; on CUDA, wall-clock img/s.
     Runs with several dtypes add the row's speed over the fastest fp32 peer (an
     implementation other than mmbeit, eager or compiled, in the same table) and, where
-    measured, the accuracy against the same implementation in fp32.
+    measured, the accuracy against the same implementation in fp32. Both ratios divide by
+    an fp32 entry (eager mmbeit, the best peer); a run without fp32 (``--dtype bf16``,
+    CUDA's default) divides by its first dtype's entries instead.
     """
     on_cpu = report['meta']['device'] == 'cpu'
     key = 'img_per_cpu_s' if on_cpu else 'img_per_s'
@@ -1252,11 +1254,17 @@ def markdown_table(report: dict) -> str:
     for job in report['jobs'].values():
         res = job['results']
         name = job.get('job', '')
-        ref = res.get('mmbeit', {}).get(key)
+        # the reference dtype: fp32 where the run has it, else the run's first dtype
+        dtypes = [split_label(label)[2] for label in res]
+        ref_dtype = 'fp32' if 'fp32' in dtypes or not dtypes else dtypes[0]
+        ref = next(
+            (r[key]
+             for label, r in res.items() if split_label(label) == ('mmbeit', 'eager', ref_dtype)),
+            None)
         peers = [
             r[key] for label, r in res.items()
             if r['status'] == 'ok' and r[key] and split_label(label)[0] != 'mmbeit'
-            and split_label(label)[2] == 'fp32' and split_label(label)[1] in ('eager', 'compile')
+            and split_label(label)[2] == ref_dtype and split_label(label)[1] in ('eager', 'compile')
         ]
         best_peer = max(peers) if peers else None
         for label, r in res.items():

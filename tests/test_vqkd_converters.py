@@ -294,8 +294,14 @@ def _trainer():
 def test_unilm_file_loads_completely_into_the_trainer(unilm_file):
     from mmengine.runner import load_checkpoint
     ref, hf, path = unilm_file
+    from mmbeit.engine.runner import BEiTRunner
+
+    def load_from(m):  # a config's load_from: the Runner's load_checkpoint
+        BEiTRunner(model=m, work_dir=str(osp.join(osp.dirname(path), 'work'))).load_checkpoint(path)
+
     for load in (lambda m: load_checkpoint(m, path, map_location='cpu'),
-                 lambda m: m.load_state_dict(torch.load(path, weights_only=True)['model'])):
+                 lambda m: m.load_state_dict(torch.load(path, weights_only=True)['model']),
+                 load_from):
         model = _trainer()
         load(model)
         x = _img(2)

@@ -39,9 +39,11 @@ class BEiTRunner(Runner):
             model = model.module
         # `module.` prefixes (revise_keys' default) are stripped by the read stage
         state_dict, _ = unwrap_checkpoint(checkpoint)
-        if state_dict_fits(state_dict, model.state_dict()):
-            # this very model's own checkpoint (resume): nothing to convert; also for models
-            # whose layout the pipeline does not know (mmbeit.VQKDTrainer)
+        if state_dict_fits(state_dict, model.state_dict()) or getattr(model, 'converts_on_load',
+                                                                      False):
+            # this very model's own checkpoint (resume): nothing to convert; or a model whose
+            # load_state_dict converts the other layouts it takes itself, completely or
+            # raising (mmbeit.VQKDTrainer: unilm's VQ-KD files)
             model.load_state_dict(state_dict, strict=True)
         else:
             load_converted_state_dict(model, checkpoint, source=str(filename), logger=self.logger)

@@ -13,7 +13,8 @@ sums all-reduced across ranks), not by gradient.
 Codebook collapse is the known failure (unilm issue 1724), so every step logs the code
 usage of the global batch: ``codes_used`` (distinct codes), ``code_perplexity``
 (exp of the entropy of the code histogram) and ``codes_unused`` (codes never chosen since
-the counts were last reset, unilm's "Unused code").
+the counts were last reset, unilm's "Unused code"; the VQ-KD configs reset them at every
+epoch with ``mmbeit.CodeUsageResetHook``, as unilm does).
 
 Keys: ``tokenizer.*`` (exactly :class:`VQKD`'s), ``decoder.*`` (an ``mmbeit.BEiT``),
 ``decode_task_layer.{0,2}.*``, ``teacher.vit.*`` (timm's ViT). The trained tokenizer is
@@ -65,6 +66,10 @@ class VQKDTrainer(BaseModel):
             [-1, 1] (RGB).
         init_cfg: mmengine init config. Defaults to None.
     """
+
+    #: load_state_dict converts unilm's VQ-KD files itself (a load pre-hook), so mmbeit's
+    #: Runner hands them over as they are
+    converts_on_load = True
 
     def __init__(self,
                  tokenizer: dict,

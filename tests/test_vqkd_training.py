@@ -67,6 +67,28 @@ def test_every_trainable_parameter_gets_a_gradient():
     assert model(x).shape == (4, 16) and model(x).dtype == torch.long
 
 
+def test_code_usage_is_reset_at_every_epoch():
+    """mmbeit.CodeUsageResetHook (in the VQ-KD configs): ``codes_unused`` counts this epoch."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+
+    from mmbeit.engine import CodeUsageResetHook
+    torch.manual_seed(0)
+    model = _tiny().train()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    model(x, mode='loss')
+    assert (model.tokenizer.quantize.cluster_size > 0).any()
+    CodeUsageResetHook().before_train_epoch(SimpleNamespace(model=model))
+    assert not model.tokenizer.quantize.cluster_size.any()
+    losses = model(x, mode='loss')  # one batch since the reset: unused = all - used
+    assert losses['codes_unused'] == model.tokenizer.vocab_size - losses['codes_used']
+    with pytest.raises(TypeError, match='reset_code_usage'):
+        CodeUsageResetHook().before_train_epoch(SimpleNamespace(model=torch.nn.Linear(1, 1)))
+    hooks = [h['type'] for h in Config.fromfile(SAMPLE_CFG).custom_hooks]
+    assert 'mmbeit.CodeUsageResetHook' in hooks
+
+
 def test_the_tokenizer_inside_has_vqkd_keys():
     model = _tiny()
     tok = VQKD(**{k: v for k, v in TINY['tokenizer'].items()}, kmeans_init=True)

@@ -97,6 +97,12 @@ test_evaluator = None
 
 default_hooks = dict(
     checkpoint=dict(type='mmbeit.AtomicCheckpointHook', interval=20, max_keep_ckpts=3))
+# codes_unused counts the codes not chosen in the current epoch (unilm resets at each epoch)
+custom_hooks = [
+    dict(type='mmbeit.NonFiniteCheckHook'),
+    dict(type='mmbeit.ResumableRandomnessHook'),
+    dict(type='mmbeit.CodeUsageResetHook'),
+]
 
 randomness = dict(seed=0, diff_rank_seed=True)
 # unilm trains with DDP find_unused_parameters=True; every trainable parameter here gets a

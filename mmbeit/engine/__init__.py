@@ -8,6 +8,7 @@ wrappers (``OPTIM_WRAPPERS``) and ``BEiTRunner``
 """
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .cls_visualization_hook import ClsVisualizationHook
+from .code_usage_reset_hook import CodeUsageResetHook
 from .fsdp_optim_wrapper import FSDPAmpOptimWrapper, FSDPOptimWrapper
 from .fsdp_optim_wrapper_constructor import FSDPOptimWrapperConstructor
 from .fsdp_wrap_policy import beit_fsdp_wrap_policy
@@ -18,8 +19,8 @@ from .resumable_randomness_hook import ResumableRandomnessHook
 from .runner import BEiTRunner
 
 __all__ = [
-    'AtomicCheckpointHook', 'BEiTRunner', 'ClsVisualizationHook', 'FSDPAmpOptimWrapper',
-    'FSDPOptimWrapper', 'FSDPOptimWrapperConstructor', 'InferenceDtypeHook',
+    'AtomicCheckpointHook', 'BEiTRunner', 'ClsVisualizationHook', 'CodeUsageResetHook',
+    'FSDPAmpOptimWrapper', 'FSDPOptimWrapper', 'FSDPOptimWrapperConstructor', 'InferenceDtypeHook',
     'LayerDecayOptimWrapperConstructor', 'NonFiniteCheckHook', 'NonFiniteLossError',
     'ResumableRandomnessHook', 'add_inference_dtype_hook', 'beit_fsdp_wrap_policy'
 ]

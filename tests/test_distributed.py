@@ -332,3 +332,27 @@ def test_fsdp_optim_wrapper_outside_fsdp_clips_as_mmengine_and_checks_its_argume
         FSDPOptimWrapper(
             optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0),
             clip_grad=dict(max_norm=1.0, error_if_nonfinite=True))
+
+
+def test_fsdp_units_are_the_layers_and_the_frozen_tokenizers():
+    from mmbeit.engine.fsdp_wrap_policy import beit_fsdp_wrap_policy
+    from mmbeit.models import VQKD
+    from mmbeit.models.backbones.beit import BEiT
+    enc = dict(
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=16,
+        patch_size=8)
+    frozen, training = (
+        VQKD(encoder=enc, num_embed=8, embed_dims=4, frozen=f) for f in (True, False))
+    backbone = BEiT(
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=16,
+        patch_size=8)
+
+    def unit(m):
+        return beit_fsdp_wrap_policy(m, recurse=False, nonwrapped_numel=0)
+
+    assert unit(frozen) and not unit(training)  # a tokenizer in training: its layers only
+    assert unit(training.encoder.layers[0]) and unit(backbone.layers[0])
+    assert not unit(backbone) and not unit(backbone.patch_embed)
+    assert beit_fsdp_wrap_policy(training, recurse=True, nonwrapped_numel=0)

@@ -24,7 +24,16 @@ def _unit_classes() -> set:
 
 def beit_fsdp_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
     """FSDP's ``auto_wrap_policy`` protocol: descend everywhere (``recurse``),
-    wrap BEiT layers and the tokenizer."""
+    wrap BEiT layers and the frozen tokenizer.
+
+    A VQ-KD tokenizer in training (``frozen=False``, inside ``mmbeit.VQKDTrainer``) is not a
+    unit of its own: its layers are; its EMA codebook writes buffers in the forward, so
+    train it with DDP (the VQ-KD configs do).
+    """
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    from mmbeit.models.target_generators.vqkd import VQKD
+    if not recurse and isinstance(module, VQKD) and not module.frozen:
+        return False
     return transformer_auto_wrap_policy(
         module, recurse, nonwrapped_numel, transformer_layer_cls=_unit_classes())

@@ -322,3 +322,14 @@ def _rss_mib() -> float:
             if line.startswith('VmRSS:'):
                 return int(line.split()[1]) / 1024
     raise RuntimeError('no VmRSS')
+
+
+def test_a_transformers_index_without_weight_map_is_named(tmp_path):
+    import json
+
+    from mmbeit.converters import read_checkpoint
+    from mmbeit.converters.transformers import CONFIG_FILE, INDEX_FILES
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({'model_type': 'beit'}))
+    (tmp_path / INDEX_FILES[0]).write_text(json.dumps({'metadata': {}}))
+    with pytest.raises(ValueError, match=f'{INDEX_FILES[0]}: not a weight index.*weight_map'):
+        read_checkpoint(str(tmp_path))

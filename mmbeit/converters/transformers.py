@@ -52,9 +52,8 @@ __all__ = [
     'NAME', 'DESCRIPTION', 'PRIORITY', 'TASKS', 'ARCHITECTURES', 'TASK_OF_ARCHITECTURE',
     'MODEL_TYPES', 'CONFIG_FILE', 'PROCESSOR_FILE', 'WEIGHT_FILES', 'INDEX_FILES',
     'HUB_WEIGHT_FILES', 'BACKBONE_RULES', 'HEAD_RULES', 'matches', 'convert', 'read',
-    'is_model_dir', 'read_model_dir', 'is_transformers_dir', 'load_transformers_dir',
-    'check_model_type', 'mmbeit_model_cfg', 'hf_out_index_to_layer', 'layer_to_hf_out_index',
-    'export', 'write_model_dir'
+    'is_model_dir', 'read_model_dir', 'check_model_type', 'mmbeit_model_cfg',
+    'hf_out_index_to_layer', 'layer_to_hf_out_index', 'export', 'write_model_dir'
 ]
 
 NAME = 'transformers'
@@ -197,7 +196,11 @@ def read_model_dir(path: str, map_location: str = 'cpu') -> Tuple[StateDict, dic
     files = [osp.join(path, n) for n in WEIGHT_FILES if osp.isfile(osp.join(path, n))][:1]
     for index in INDEX_FILES:
         if not files and osp.isfile(osp.join(path, index)):
-            shards = sorted(set(read_json(osp.join(path, index))['weight_map'].values()))
+            weight_map = read_json(osp.join(path, index)).get('weight_map')
+            if not isinstance(weight_map, dict):
+                raise ValueError(f'{osp.join(path, index)}: not a weight index, expected a '
+                                 '"weight_map" object of parameter name -> shard file')
+            shards = sorted(set(weight_map.values()))
             files = [osp.join(path, s) for s in shards]
     if not files:
         raise FileNotFoundError(f'{path} has a {CONFIG_FILE} but no weights: expected one of '
@@ -222,10 +225,6 @@ BEIT_MEAN = BEIT_STD = (0.5, 0.5, 0.5)
 #: what a folder needs to be read (for errors about folders that are not)
 FOLDER_HINT = (f'a transformers model folder has {CONFIG_FILE} and one of '
                f'{" / ".join(WEIGHT_FILES + INDEX_FILES)}')
-
-# the names of older releases
-is_transformers_dir = is_model_dir
-load_transformers_dir = read_model_dir
 
 # --------------------------------------------------------- config.json -> mmbeit config pieces
 #: the tokenizer of BeitForMaskedImageModeling (BEiT v1): OpenAI's DALL-E encoder, not in the

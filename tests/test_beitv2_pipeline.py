@@ -88,3 +88,21 @@ def test_default_preprocessor_follows_the_tokenizer():
                 backbone=backbone,
                 head=dict(type='BEiTMIMHead'),
                 target_generator=dict(type='BEiTMIMHead', embed_dims=8)))
+
+    # a new tokenizer states its range (the tokenizer contract); nothing else names it
+    class _UnitTokenizer(torch.nn.Module):
+        INPUT_VIEW = dict(second_mean=[0.] * 3, second_std=[255.] * 3)  # [0, 1]
+        vocab_size = 4
+
+        def forward(self, img):
+            return torch.zeros(img.shape[0], 64, dtype=torch.long)
+
+    model = MODELS.build(
+        dict(
+            type='BEiTPretrain',
+            backbone=backbone,
+            head=dict(type='BEiTMIMHead'),
+            target_generator=dict(type=_UnitTokenizer)))
+    pre = model.data_preprocessor
+    assert torch.allclose(((pixels - pre.second_mean) / pre.second_std)[0, 0, 0],
+                          torch.tensor((0., 1.)))

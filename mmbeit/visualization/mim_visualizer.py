@@ -196,7 +196,11 @@ def predict_mim_tokens(model: torch.nn.Module,
     grid = tuple(backbone.patch_resolution)
     # pixels per token of the tokenizer's view: DALL-E's output stride (a 112 view for a 224
     # backbone, lanczos), VQ-KD's patch size (the backbone's own size, bicubic, as BEiT v2)
-    stride = getattr(tokenizer, 'downsample', None) or getattr(tokenizer, 'patch_size')
+    stride = getattr(tokenizer, 'downsample', None) or getattr(tokenizer, 'patch_size', None)
+    if stride is None:
+        raise TypeError(f'predict_mim_tokens: the tokenizer {type(tokenizer).__name__} states '
+                        'no pixels per token: expected `downsample` (DALL-E) or `patch_size` '
+                        '(VQ-KD)')
     second = (grid[0] * stride, grid[1] * stride)
     second_resample = Image.LANCZOS if hasattr(tokenizer, 'downsample') else Image.BICUBIC
 

@@ -29,26 +29,20 @@ from mmbeit.registry import MODELS
 
 __all__ = ['BEiTPretrain']
 
-# ImageNet normalisation for the backbone's view (TwoViewDataPreprocessor's default); the
-# tokenizer's view in the range its tokenizer reads, by tokenizer type (0..255 pixels)
-TOKENIZER_VIEWS = {
-    # DALL-E's map_pixels: x / 318.75 + 0.1 in [0.1, 0.9]
-    'DALLEEncoder': dict(second_mean=[-31.875] * 3, second_std=[318.75] * 3),
-    # VQ-KD's [-1, 1] (unilm modeling_vqkd.py pre_process 'default')
-    'VQKD': dict(second_mean=[127.5] * 3, second_std=[127.5] * 3),
-}
-
 
 def default_data_preprocessor(target_generator: dict) -> dict:
-    """``TwoViewDataPreprocessor`` with the tokenizer view's range of ``target_generator``."""
+    """``TwoViewDataPreprocessor``: ImageNet normalisation for the backbone's view (its
+    default), the tokenizer's view in the range the tokenizer reads: its class attribute
+    ``INPUT_VIEW`` (``second_mean`` / ``second_std`` of 0..255 pixels; the tokenizer contract)."""
     kind = target_generator.get('type', '')
-    kind = kind.__name__ if isinstance(kind, type) else str(kind).split('.')[-1]
-    if kind not in TOKENIZER_VIEWS:
+    cls = kind if isinstance(kind, type) else MODELS.get(kind)
+    view = getattr(cls, 'INPUT_VIEW', None)
+    if view is None:
         raise ValueError(f'BEiTPretrain: no default data_preprocessor for the tokenizer {kind!r} '
-                         f'(known: {sorted(TOKENIZER_VIEWS)}); pass data_preprocessor='
+                         '(it declares no INPUT_VIEW); pass data_preprocessor='
                          "dict(type='mmbeit.TwoViewDataPreprocessor', second_mean=..., "
                          'second_std=...) mapping 0..255 pixels to its input range')
-    return dict(type='mmbeit.TwoViewDataPreprocessor', **TOKENIZER_VIEWS[kind])
+    return dict(type='mmbeit.TwoViewDataPreprocessor', **view)
 
 
 @MODELS.register_module()
@@ -68,7 +62,7 @@ class BEiTPretrain(BaseModel):
             ``backbone_arch`` defaults to the backbone's.
         data_preprocessor: defaults to ``TwoViewDataPreprocessor`` with ImageNet
             normalisation and the tokenizer's range for the second view (DALL-E's
-            [0.1, 0.9], VQ-KD's [-1, 1]; :data:`TOKENIZER_VIEWS`).
+            [0.1, 0.9], VQ-KD's [-1, 1]; the tokenizer's ``INPUT_VIEW``).
         init_cfg: mmengine init config. Defaults to None.
     """
 

@@ -107,6 +107,10 @@ class DALLEEncoder(BaseModule):
             accepted (mmpretrain's configs use it); it means ``checkpoint``.
     """
 
+    #: the tokenizer's view in its input range, for ``TwoViewDataPreprocessor``: DALL-E's
+    #: map_pixels, x / 318.75 + 0.1 in [0.1, 0.9], of 0..255 pixels
+    INPUT_VIEW = dict(second_mean=[-31.875] * 3, second_std=[318.75] * 3)
+
     def __init__(self,
                  group_count: int = 4,
                  n_hid: int = 256,

@@ -77,6 +77,10 @@ class VQKD(BaseModule):
             configs use it); it means ``checkpoint``.
     """
 
+    #: the tokenizer's view in its input range, for ``TwoViewDataPreprocessor``: [-1, 1]
+    #: (unilm modeling_vqkd.py pre_process 'default') of 0..255 pixels
+    INPUT_VIEW = dict(second_mean=[127.5] * 3, second_std=[127.5] * 3)
+
     def __init__(self,
                  encoder: Optional[dict] = None,
                  num_embed: int = 8192,

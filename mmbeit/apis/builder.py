@@ -176,8 +176,7 @@ def load_weights(model: Any,
         mmbeit.converters.CheckpointMismatchError: keys that do not fit, named with the
             file and its format.
     """
-    from mmbeit.converters import CheckpointMismatchError, load_pretrained, read_checkpoint
-    from mmbeit.converters.load import PartsNotInCheckpointError
+    from mmbeit.converters import load_converted_state_dict, read_checkpoint
     from .class_names import (classes_from_checkpoint, classes_from_transformers_config,
                               transformers_config_beside)
     local = resolve_weights(source, revision)
@@ -187,15 +186,9 @@ def load_weights(model: Any,
         config = transformers_config_beside(local)
         classes = classes_from_transformers_config(config) if config else None
         meta = dict(classes=classes) if classes else {}
-    try:
-        # detect -> convert -> fit -> load, strict
-        load_pretrained(model, checkpoint, assign=assign, uninitialized=uninitialized)
-    except PartsNotInCheckpointError:
-        raise
-    except CheckpointMismatchError as e:
-        if str(source) in str(e):  # the pipeline named the file already
-            raise
-        raise type(e)(f'{source}: {e}') from None
+    # detect -> convert -> fit -> load, strict; errors name the file as the user gave it
+    load_converted_state_dict(
+        model, checkpoint, source=str(source), assign=assign, uninitialized=uninitialized)
     return meta
 
 

@@ -7,11 +7,11 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from test_beitv2_pretrain import (ARCH, EARLY, EMBED, IMG, LAYERS, PATCH, TOL, VOCAB, batch, ours,
+from test_beitv2_pretrain import (ARCH, EARLY, EMBED, IMG, LAYERS, PATCH, VOCAB, batch, ours,
                                   reference)
 
 from mmbeit.converters import convert_checkpoint, detect_format, load_pretrained
-from helpers import randomize_
+from helpers import TOL, randomize_
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FT_CFG = osp.join(ROOT, 'configs', 'beitv2', 'benchmarks',

@@ -91,6 +91,8 @@ TIERS: Dict[str, Tuple[str, ...]] = {
     'test_vqkd_training.py::test_tiny_vqkd_trains_on_sample_data': ('slow', ),
     'test_load_memory.py::test_loading_holds_no_second_copy_of_the_weights': ('slow', 'subprocess'),
     'test_vqkd.py::test_base_vqkd_matches_mmpretrain': ('slow', ),
+    'test_vqkd_quantizer.py::test_ddp_codebook_equals_one_process_on_the_whole_batch':
+    ('subprocess', ),
 }
 
 

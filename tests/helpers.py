@@ -6,16 +6,20 @@
   non-trivial output.
 * :func:`serve` / :func:`serve_folder` run an http server on 127.0.0.1 (a free port): the
   tests' only "network".
+* :func:`free_port`: a TCP port free on 127.0.0.1 now (distributed tests' rendezvous).
 """
 import contextlib
 import functools
 import http.server
+import socket
 import threading
 from typing import Callable, Iterator
 
 import torch
 
-__all__ = ['TOL', 'randomize_', 'assert_close', 'serve', 'serve_folder', 'QuietFileHandler']
+__all__ = [
+    'TOL', 'randomize_', 'assert_close', 'serve', 'serve_folder', 'QuietFileHandler', 'free_port'
+]
 
 TOL = 1e-4  # fp32 max abs diff against the reference libraries
 
@@ -55,6 +59,13 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> None:
     diff = (a - b).abs().max().item()
     assert diff <= tol, f'max abs diff {diff:.3g} > {tol}'
     assert a.abs().max() > 1e-2  # a non-trivial output
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now (the OS picks it; released before returning)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 class QuietFileHandler(http.server.SimpleHTTPRequestHandler):

@@ -14,13 +14,12 @@ Every parameter is randomized. BEiT v2 normalises with ImageNet's mean/std (timm
 ``pretrained_cfg``), unlike v1's 0.5: the doors that preprocess images are checked with them.
 """
 import pytest
+import timm
 import torch
 
 import mmbeit  # noqa: F401
 from mmbeit.converters import detect_format, load_pretrained
 from helpers import assert_close, randomize_  # tests/helpers.py
-
-timm = pytest.importorskip('timm')
 
 C, DEPTH, HEADS, IMG, CLASSES = 32, 2, 2, 32, 5
 ARCH = dict(embed_dims=C, num_layers=DEPTH, num_heads=HEADS, feedforward_channels=4 * C)

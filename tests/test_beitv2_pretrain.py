@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from mmbeit.registry import MODELS
-from helpers import randomize_
+from helpers import TOL, randomize_
 
 EMBED, LAYERS, HEADS, FFN, VOCAB, CODE = 64, 4, 4, 256, 64, 8  # the tiny arch
 EARLY = 3  # the patch aggregation reads layer 3 of 4 (base: 9 of 12)
 IMG, PATCH = 64, 16  # 4x4 patches; v2's tokenizer view has the backbone's size
 ARCH = dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS, feedforward_channels=FFN)
 TOK_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
-TOL = 1e-4
 
 # mmpretrain's VQKD encoder as its beitv2 config writes it, at a tiny size
 VQKD_ENCODER = dict(

@@ -9,16 +9,16 @@ import runpy
 import sys
 
 import numpy as np
+import onnxruntime  # noqa: F401  (requirements/deploy.txt, in tests.txt: fails where missing)
+import onnxscript  # noqa: F401
 import pytest
 import torch
 
-pytestmark = pytest.mark.export  # tiers: tests/conftest.py, docs/testing.md
-pytest.importorskip('onnxruntime', reason='pip install -e .[deploy]')
-pytest.importorskip('onnxscript', reason='pip install -e .[deploy]')
+from mmbeit.apis import get_model, inference_model
+from mmbeit.deployment import build_onnx_model, export_model, wrap_for_export
+from mmbeit.deployment.export import check_exported, export_module
 
-from mmbeit.apis import get_model, inference_model  # noqa: E402
-from mmbeit.deployment import build_onnx_model, export_model, wrap_for_export  # noqa: E402
-from mmbeit.deployment.export import check_exported, export_module  # noqa: E402
+pytestmark = pytest.mark.export  # tiers: tests/conftest.py, docs/testing.md
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'deployment', 'pytorch2onnx.py')

@@ -7,21 +7,16 @@ averaged across the ranks, not that both processes happened to do the same.
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from helpers import free_port  # tests/helpers.py
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'tests', 'data', 'dist_cls_sample.py')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')
@@ -40,7 +35,7 @@ def test_two_cpu_processes_hold_the_same_weights(sample_root, tmp_path):
         os.environ,
         OMP_NUM_THREADS='1',
         PYTHON=sys.executable,
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         PYTHONPATH=osp.join(ROOT, 'tests', 'data'),
         CUDA_VISIBLE_DEVICES='')
     # 20 images, 10 per rank, 2 iterations of 4 per rank
@@ -131,7 +126,7 @@ def test_fsdp_config_wraps_layers_and_tokenizer_and_trains_a_step(tmp_path):
         WORLD_SIZE='1',
         LOCAL_RANK='0',
         MASTER_ADDR='127.0.0.1',
-        MASTER_PORT=str(_free_port()),
+        MASTER_PORT=str(free_port()),
         CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run([
         sys.executable, '-c', FSDP_STEP,
@@ -242,7 +237,7 @@ def test_fsdp_clips_by_the_global_norm_as_ddp(tmp_path):
         'mmbeit.FSDPAmpOptimWrapper'
     small = osp.join(ROOT, 'configs', 'beit', 'beit_beit-tiny-p8_1xb32-10e_sample.py')
     max_norm = 0.05
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = dict(

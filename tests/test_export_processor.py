@@ -7,13 +7,10 @@ import runpy
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 import mmbeit  # noqa: F401
 from helpers import randomize_  # tests/helpers.py
-
-pytest.importorskip('transformers')
 
 TOOL = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'model_converters',

@@ -11,6 +11,7 @@ import torch
 
 from mmbeit.apis import get_model, get_model_info, model_zoo
 from mmbeit.utils.checkpoint_io import CheckpointDownloadError, cached_path_for
+from helpers import randomize_  # tests/helpers.py
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_TINY = osp.join(ROOT, 'configs/beit/benchmarks/beit-tiny-p8_1xb32-20e_sample.py')
@@ -36,11 +37,9 @@ def offline_zoo(tmp_path, monkeypatch):
 
 
 def test_cached_url_is_used_without_a_request(offline_zoo, tmp_path):
-    # weights no fresh model has: every float entry moved off its init
-    weights = {
-        k: v + 0.5 if v.is_floating_point() else v
-        for k, v in get_model(CLS_TINY).state_dict().items()
-    }
+    # weights no fresh model has: every float entry moved off its init, each to other values
+    # (a shared offset would not catch swapped layers)
+    weights = randomize_(get_model(CLS_TINY)).state_dict()
     # what docs/offline.md's command prints: where to put a file downloaded elsewhere
     path = cached_path_for(get_model_info(offline_zoo).weights)
     assert path == str(tmp_path / 'cache' / 'beit-tiny_offline-0123abcd.pth')
@@ -49,5 +48,9 @@ def test_cached_url_is_used_without_a_request(offline_zoo, tmp_path):
     os.makedirs(osp.dirname(path), exist_ok=True)
     torch.save({'state_dict': weights}, path)
     model = get_model(offline_zoo, pretrained=True)
+    fresh = get_model(CLS_TINY).state_dict()
+    assert model.state_dict().keys() == weights.keys()
     for key, value in model.state_dict().items():
         assert torch.equal(value, weights[key]), key
+        if value.is_floating_point():
+            assert not torch.equal(value, fresh[key]), key  # from the file, not the init

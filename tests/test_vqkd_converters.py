@@ -36,7 +36,7 @@ ENC = dict(
 
 def _timm_vit(img_size, patch_size, in_chans, dim, depth, heads, seed):
     """unilm's VisionTransformer (use_mean_pooling, abs pos, init_values=0) = timm's Beit."""
-    timm_beit = pytest.importorskip('timm.models.beit')
+    from timm.models import beit as timm_beit
     vit = timm_beit.Beit(
         img_size=img_size,
         patch_size=patch_size,
@@ -69,7 +69,7 @@ class UnilmVQKD(nn.Module):
 
     def __init__(self, seed=0):
         super().__init__()
-        quantizer = pytest.importorskip('mmpretrain.models.utils.vector_quantizer')
+        from mmpretrain.models.utils import vector_quantizer as quantizer
         self.encoder = _timm_vit(IMG, PATCH, 3, EMB, LAYERS, HEADS, seed)
         self.decoder = _timm_vit(GRID, 1, D, DEC, 1, 2, seed + 1)
         self.quantize = quantizer.NormEMAVectorQuantizer(K, D, beta=1.0, kmeans_init=False)

@@ -7,13 +7,14 @@
   k-means init is distributed (means drawn on rank 0, counts and sums all-reduced).
 """
 import os
-import socket
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mmbeit.layers.norm_ema_quantizer import NormEMAVectorQuantizer, kmeans, sample_vectors
+from helpers import free_port  # tests/helpers.py
 
 K, D = 32, 8
 STEPS = 4
@@ -25,7 +26,7 @@ def _batches(seed: int = 0, n: int = STEPS, shape=(4, D, 3, 3)):
 
 
 def test_training_steps_match_mmpretrain():
-    ref_mod = pytest.importorskip('mmpretrain.models.utils.vector_quantizer')
+    from mmpretrain.models.utils import vector_quantizer as ref_mod
     ref = ref_mod.NormEMAVectorQuantizer(K, D, beta=0.5, decay=0.9, kmeans_init=True).train()
     ours = NormEMAVectorQuantizer(K, D, beta=0.5, decay=0.9, kmeans_init=True).train()
     for step, z in enumerate(_batches()):
@@ -72,12 +73,6 @@ def test_bad_arguments_are_named():
 
 
 # --------------------------------------------------------------------------- DDP (gloo, CPU)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
     torch.set_num_threads(1)
@@ -98,9 +93,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_ddp_codebook_equals_one_process_on_the_whole_batch(tmp_path):
-    mp = pytest.importorskip('torch.multiprocessing')
     world = 2
-    mp.spawn(_ddp_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
+    mp.spawn(_ddp_worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True)
     ranks = [torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in range(world)]
 
     # one process on the concatenated batches, k-means from rank 0's means

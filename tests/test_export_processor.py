@@ -7,6 +7,7 @@ import runpy
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import mmbeit  # noqa: F401
